@@ -6,22 +6,56 @@ Batch optimisation (CP-SAT) lives in ome.solver.cpsat and is imported explicitly
 from ._arrays import ClusterArrays
 from ._fragmentation import FragModel, Shape, TargetWorkload
 from ._framework import MAX_SCORE, Bind, Decision, Infeasible, Policy, explain_infeasible, place_one
+from ._planning import (
+    CapacityRule,
+    MemberPlacement,
+    PlanContext,
+    PoolPrice,
+    ReplicaPlan,
+    ReplicaRequest,
+    Tier,
+    Weights,
+    apply_plan,
+    capacity_rule,
+    explain_replica,
+    gpu_hour_prices,
+    plan_replica,
+    plan_replicas,
+)
+from ._preemption import Preemption, VictimUnit, select_victims
 from .plugins import NEEDS_TARGET, make_policy, policy_names, register
 
 __all__ = [
     "MAX_SCORE",
     "NEEDS_TARGET",
     "Bind",
+    "CapacityRule",
     "ClusterArrays",
     "Decision",
     "FragModel",
     "Infeasible",
+    "MemberPlacement",
+    "PlanContext",
     "Policy",
+    "PoolPrice",
+    "Preemption",
+    "ReplicaPlan",
+    "ReplicaRequest",
     "Shape",
     "TargetWorkload",
+    "Tier",
+    "VictimUnit",
+    "Weights",
+    "apply_plan",
+    "capacity_rule",
     "explain_infeasible",
+    "explain_replica",
+    "gpu_hour_prices",
     "make_policy",
     "place_one",
+    "plan_replica",
+    "plan_replicas",
     "policy_names",
     "register",
+    "select_victims",
 ]
