@@ -1,0 +1,94 @@
+"""Aggregation over seeds, the JSON report and the Figure 9(a)-style plot."""
+
+from __future__ import annotations
+
+import json
+import statistics
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from ._replay import LEVELS, ReplayResult
+
+
+def _stats(values: Sequence[float], digits: int = 2) -> dict[str, float]:
+    return {
+        "median": round(statistics.median(values), digits),
+        "min": round(min(values), digits),
+        "max": round(max(values), digits),
+    }
+
+
+def summarize(results: Iterable[ReplayResult]) -> dict[str, Any]:
+    """One policy's runs (one per seed) -> the JSON block of the report."""
+    runs = list(results)
+    out: dict[str, Any] = {"unallocated_gpu_pct": {}, "frag_ratio_pct": {}}
+    for level in LEVELS:
+        values = [r.unallocated_pct[level] for r in runs if level in r.unallocated_pct]
+        if len(values) == len(runs) and values:
+            out["unallocated_gpu_pct"][str(level)] = _stats(values)
+            bounds = [r.extra[f"bound_{level}"] for r in runs if f"bound_{level}" in r.extra]
+            if len(bounds) == len(runs):
+                out["unallocated_gpu_pct"][str(level)]["bound"] = round(statistics.median(bounds), 2)
+        ratios = [r.frag_ratio_pct[level] for r in runs if level in r.frag_ratio_pct]
+        if len(ratios) == len(runs) and ratios:
+            out["frag_ratio_pct"][str(level)] = _stats(ratios)
+    seconds = sum(r.seconds for r in runs)
+    decisions = sum(r.placed + r.failed for r in runs)
+    out["pods_per_second"] = round(decisions / seconds, 1) if seconds > 0 else 0.0
+    out["placed_pods"] = _stats([r.placed for r in runs], 0)
+    out["failed_pods"] = _stats([r.failed for r in runs], 0)
+    out["allocated_gpu_pct_final"] = _stats([r.allocated_pct_final for r in runs])
+    moves = [r.extra["moves"] for r in runs if "moves" in r.extra]
+    if moves:
+        out["moves"] = _stats(moves, 0)
+    return out
+
+
+def report(
+    trace: str, nodes: int, gpus: int, seeds: Sequence[int], inflation: float, by_policy: Mapping[str, list[ReplayResult]]
+) -> dict[str, Any]:
+    return {
+        "trace": trace,
+        "nodes": nodes,
+        "gpus": gpus,
+        "seeds": list(seeds),
+        "inflation": inflation,
+        "policies": {name: summarize(runs) for name, runs in by_policy.items()},
+    }
+
+
+def write_json(data: Mapping[str, Any], path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2) + "\n")
+
+
+def plot(by_policy: Mapping[str, list[ReplayResult]], path: Path, title: str) -> None:
+    """Unallocated GPU % against arrived workload 75..130 %: median line and min-max band."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    xs = list(range(75, 131))
+    ax.plot(xs, [max(0.0, 100.0 - x) for x in xs], "k--", lw=1, label="ideal (100 - x)")
+    for name, runs in by_policy.items():
+        px = [x for x in xs if all(x in r.curve for r in runs)]
+        if not px:
+            continue
+        med = [statistics.median(r.curve[x] for r in runs) for x in px]
+        lo = [min(r.curve[x] for r in runs) for x in px]
+        hi = [max(r.curve[x] for r in runs) for x in px]
+        (line,) = ax.plot(px, med, lw=1.8, label=name)
+        ax.fill_between(px, lo, hi, color=line.get_color(), alpha=0.2)
+    ax.set_xlabel("arrived workload (% of GPU capacity)")
+    ax.set_ylabel("unallocated GPU (%)")
+    ax.set_title(title)
+    ax.set_ylim(0, 30)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

@@ -1,0 +1,111 @@
+"""Run (policy x seed) replays, in parallel processes, over a trace or the embedded default."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+from ome.domain import Node, PodRequest
+from ome.solver import ClusterArrays, TargetWorkload, make_policy
+
+from ._replay import ReplayResult, arrival_sequence, replay
+from ._synthetic import synthetic_scenario
+from ._traces import NODE_FILE, load_nodes, load_pods
+
+SYNTHETIC = "synthetic-llm"
+
+# Settings that are not an online policy: name -> runner(nodes, sequence, target, seed).
+OfflineRunner = Callable[[Sequence[Node], Sequence[PodRequest], TargetWorkload, int], ReplayResult]
+OFFLINE_RUNNERS: dict[str, OfflineRunner] = {}
+
+
+def _offline_runners() -> dict[str, OfflineRunner]:
+    if not OFFLINE_RUNNERS:
+        try:
+            from ._offline import RUNNERS  # CP-SAT settings; imported lazily (ortools is heavy)
+        except ImportError:
+            return OFFLINE_RUNNERS
+        OFFLINE_RUNNERS.update(RUNNERS)
+    return OFFLINE_RUNNERS
+
+
+@dataclass(frozen=True, slots=True)
+class Scenario:
+    trace_path: str | None  # None: the embedded synthetic default
+    nodes_path: str | None
+    inflation: float = 1.3
+    as_is: bool = False
+    synthetic_seed: int = 7
+
+    @property
+    def name(self) -> str:
+        return Path(self.trace_path).stem if self.trace_path else SYNTHETIC
+
+
+@lru_cache(maxsize=4)
+def load_scenario(s: Scenario) -> tuple[tuple[Node, ...], tuple[PodRequest, ...]]:
+    if s.trace_path is None:
+        syn = synthetic_scenario(s.synthetic_seed)
+        return syn.nodes, syn.pods
+    nodes_path = s.nodes_path or str(Path(s.trace_path).parent / NODE_FILE)
+    return tuple(load_nodes(nodes_path)), load_pods(s.trace_path).pods
+
+
+@dataclass(frozen=True, slots=True)
+class Task:
+    scenario: Scenario
+    policy: str
+    seed: int
+
+
+def known_settings() -> set[str]:
+    from ome.solver import policy_names
+
+    return set(policy_names()) | set(_offline_runners())
+
+
+def sequence_for(task: Task) -> tuple[tuple[Node, ...], list[PodRequest]]:
+    nodes, pods = load_scenario(task.scenario)
+    if task.scenario.as_is:
+        return nodes, list(pods)
+    capacity = sum(n.gpu_count for n in nodes) * 1000
+    return nodes, arrival_sequence(pods, capacity, task.scenario.inflation, task.seed)
+
+
+def run_task(task: Task) -> ReplayResult:
+    nodes, seq = sequence_for(task)
+    target = TargetWorkload.from_pods(load_scenario(task.scenario)[1])
+    offline = _offline_runners().get(task.policy)
+    if offline is not None:
+        return offline(nodes, seq, target, task.seed)
+    policy = make_policy(task.policy, seed=task.seed, target=target)
+    return replay(ClusterArrays(nodes), seq, policy, seed=task.seed, target=target, keep_placements=task.scenario.as_is)
+
+
+def run_all(
+    tasks: Sequence[Task], workers: int | None = None, on_done: Callable[[Task, ReplayResult], None] | None = None
+) -> dict[str, list[ReplayResult]]:
+    """Results grouped by policy, seeds in task order."""
+    workers = max(1, min(workers or os.cpu_count() or 1, len(tasks)))
+    results: dict[Task, ReplayResult] = {}
+    if workers == 1:
+        for t in tasks:
+            results[t] = run_task(t)
+            if on_done:
+                on_done(t, results[t])
+    else:
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            futures = {pool.submit(run_task, t): t for t in tasks}
+            for fut in as_completed(futures):
+                t = futures[fut]
+                results[t] = fut.result()
+                if on_done:
+                    on_done(t, results[t])
+    grouped: dict[str, list[ReplayResult]] = {}
+    for t in tasks:
+        grouped.setdefault(t.policy, []).append(results[t])
+    return grouped
