@@ -1,0 +1,3 @@
+from .cli import extender_app
+
+extender_app(prog_name="ome extender")

@@ -1,0 +1,220 @@
+"""The FastAPI app: POST filter / prioritize / bind / preempt, GET healthz / metrics / debug/state.
+
+Handlers are thin: parse (._wire), decide (._engine.Extender), reply (._wire). Bad input gets a
+4xx whose body says why ({"Error": reason}); a cache that has not finished its first list
+answers 503 (kube-scheduler retries the pod after a back-off); nothing else is a 5xx.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+from fastapi import FastAPI, Request, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from ._engine import Extender, Refused
+from ._informer import Reflector, Resource, start_reflectors
+from ._kube import KubeApi, KubeError
+from ._metrics import Metrics
+from ._translate import pod_from_v1
+from ._wire import (
+    BadRequest,
+    binding_args,
+    binding_result,
+    dumps,
+    extender_args,
+    filter_result,
+    host_priority_list,
+    loads,
+    preemption_args,
+    preemption_result,
+)
+
+log = logging.getLogger("ome.scheduler")
+JSON = "application/json"
+SWEEP_S = 1.0
+
+
+def _json(body: bytes, status: int = 200) -> Response:
+    return Response(content=body, status_code=status, media_type=JSON)
+
+
+def _refuse(status: int, reason: str) -> Response:
+    return _json(dumps({"Error": reason}), status)
+
+
+def resources(engine: Extender) -> list[Resource]:
+    return [
+        Resource("nodes", "/api/v1/nodes", engine.replace_nodes, engine.node_event),
+        Resource("pods", "/api/v1/pods", engine.replace_pods, engine.pod_event),
+        Resource("pdbs", "/apis/policy/v1/poddisruptionbudgets", engine.replace_pdbs, engine.pdb_event, optional=True),
+    ]
+
+
+def create_app(engine: Extender, kube: KubeApi, *, watch: bool = True) -> FastAPI:
+    """The extender app. With watch=False the caller feeds `engine` itself (tests, benchmarks)."""
+    metrics = Metrics(engine.stats)
+    stop = threading.Event()
+    warming = threading.Event()
+    reflectors: list[Reflector] = []
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        if watch:
+            reflectors.extend(start_reflectors(kube, resources(engine), stop,
+                                               lambda r, e: metrics.watch_errors.labels(r, e).inc()))
+        sweeper = asyncio.create_task(_sweep())
+        try:
+            yield
+        finally:
+            stop.set()
+            sweeper.cancel()
+            kube.close()
+            aclose = getattr(kube, "aclose", None)
+            if aclose is not None:
+                await aclose()
+
+    async def _sweep() -> None:
+        warmed = -1
+        while True:
+            await asyncio.sleep(SWEEP_S)
+            try:
+                engine.expire()
+                engine.refresh_target()
+                if engine.ready and engine.generation != warmed and not warming.is_set():
+                    warmed = engine.generation
+                    warming.set()
+                    threading.Thread(target=_warm, name="ome-warm-up", daemon=True).start()
+            except Exception:  # noqa: BLE001 - keep sweeping
+                log.exception("sweep failed")
+
+    def _warm() -> None:
+        try:
+            started = time.perf_counter()
+            shapes = engine.warm(stop)
+            log.info("score cache warmed for %d shapes in %.2fs", shapes, time.perf_counter() - started)
+        finally:
+            warming.clear()
+
+    app = FastAPI(title="OME kube-scheduler extender", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app.state.engine = engine
+    app.state.metrics = metrics
+    app.state.reflectors = reflectors
+    limit = engine.settings.max_body_bytes
+
+    async def run(verb: str, request: Request, handle: Callable[[Any], Awaitable[Response]]) -> Response:
+        started = time.perf_counter()
+        try:
+            if not engine.ready:
+                metrics.errors.labels(verb, "not_ready").inc()
+                return _refuse(503, "the extender's node and pod cache is still loading")
+            size = request.headers.get("content-length")
+            if size is not None and size.isdigit() and int(size) > limit:
+                raise BadRequest(f"body of {size} bytes is larger than {limit}", status=413)
+            body = await request.body()
+            if len(body) > limit:
+                raise BadRequest(f"body of {len(body)} bytes is larger than {limit}", status=413)
+            return await handle(loads(body))
+        except BadRequest as exc:
+            metrics.errors.labels(verb, "bad_request").inc()
+            log.info("%s: %d %s", verb, exc.status, exc.reason)
+            return _refuse(exc.status, exc.reason)
+        except Refused as exc:
+            metrics.errors.labels(verb, "refused").inc()
+            log.info("%s: %d %s", verb, exc.status, exc.reason)
+            return _refuse(exc.status, exc.reason)
+        finally:
+            metrics.latency.labels(verb).observe(time.perf_counter() - started)
+
+    async def do_filter(obj: Any) -> Response:
+        args = extender_args(obj, "filter")
+        out = engine.filter(args.pod, args.names)
+        metrics.decisions.labels("filter", "placed" if out.chosen else "unschedulable").inc()
+        return _json(filter_result(out.nodes, out.failed, out.unresolvable, args.node_items))
+
+    async def do_prioritize(obj: Any) -> Response:
+        args = extender_args(obj, "prioritize")
+        scores = engine.prioritize(args.pod, args.names)
+        metrics.decisions.labels("prioritize", "scored").inc()
+        return _json(host_priority_list(scores))
+
+    async def do_bind(obj: Any) -> Response:
+        args = binding_args(obj)
+        plan = engine.begin_bind(args.pod_uid, args.pod_namespace, args.pod_name, args.node)
+        if plan is None:
+            try:
+                raw = await kube.get_pod(args.pod_namespace, args.pod_name)
+            except KubeError as exc:
+                metrics.errors.labels("bind", "apiserver").inc()
+                return _json(binding_result(f"cannot read pod {args.pod_namespace}/{args.pod_name}: {exc}"))
+            if raw is None:
+                raise BadRequest(f"pod {args.pod_namespace}/{args.pod_name} does not exist", status=404)
+            try:
+                info = pod_from_v1(raw)
+            except Exception as exc:  # InvalidInput
+                raise BadRequest(f"pod {args.pod_namespace}/{args.pod_name}: {exc}", status=422) from None
+            engine.pod_event("MODIFIED", raw)
+            plan = engine.begin_bind(args.pod_uid, args.pod_namespace, args.pod_name, args.node, info)
+            if plan is None:
+                raise BadRequest(f"pod {args.pod_namespace}/{args.pod_name} is not known", status=404)
+        if plan.already_bound:
+            metrics.decisions.labels("bind", "already_bound").inc()
+            return _json(binding_result())
+        try:
+            await kube.bind(args.pod_namespace, args.pod_name, args.pod_uid, args.node, plan.annotations)
+        except KubeError as exc:
+            definite = 400 <= exc.status < 500
+            if exc.status == 409 and f"already assigned to node \"{args.node}\"" in exc.message:
+                engine.end_bind(args.pod_uid, args.node, True)  # a retried bind that had succeeded
+                return _json(binding_result())
+            engine.end_bind(args.pod_uid, args.node, False if definite else None)
+            metrics.decisions.labels("bind", "failed").inc()
+            metrics.errors.labels("bind", "apiserver").inc()
+            return _json(binding_result(f"binding {args.pod_namespace}/{args.pod_name} to {args.node}: {exc}"))
+        engine.end_bind(args.pod_uid, args.node, True)
+        metrics.decisions.labels("bind", "bound").inc()
+        return _json(binding_result())
+
+    async def do_preempt(obj: Any) -> Response:
+        args = preemption_args(obj)
+        victims = engine.preempt(args.pod, args.victims)
+        metrics.decisions.labels("preempt", "candidates" if victims else "none").inc()
+        return _json(preemption_result(victims))
+
+    @app.post("/filter")
+    async def filter_(request: Request) -> Response:
+        return await run("filter", request, do_filter)
+
+    @app.post("/prioritize")
+    async def prioritize(request: Request) -> Response:
+        return await run("prioritize", request, do_prioritize)
+
+    @app.post("/bind")
+    async def bind(request: Request) -> Response:
+        return await run("bind", request, do_bind)
+
+    @app.post("/preempt")
+    async def preempt(request: Request) -> Response:
+        return await run("preempt", request, do_preempt)
+
+    @app.get("/healthz")
+    async def healthz() -> Response:
+        if not engine.ready:
+            return Response("cache loading\n", status_code=503, media_type="text/plain")
+        return Response("ok\n", media_type="text/plain")
+
+    @app.get("/metrics")
+    async def metrics_() -> Response:
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/debug/state")
+    async def state() -> Response:
+        return _json(dumps(engine.snapshot()))
+
+    return app

@@ -1,0 +1,740 @@
+"""The extender's state and decisions, free of HTTP and of the Kubernetes client.
+
+State (all under one lock; the watch threads and the HTTP handlers share it):
+
+- `nodes`: name -> ome.domain.Node, from the node watch;
+- `pods`: uid -> PodInfo for every pod that is not terminal, from the pod watch;
+- `entries`: uid -> _Entry, one per pod that holds resources in `arrays`:
+  `reserved` (a filter chose node and GPUs; no bind yet), `binding` (bind in flight),
+  `bound` (the pod has spec.nodeName). Reserved and binding entries expire (reservation_ttl_s,
+  bind_ttl_s), so a scheduling cycle that failed after our filter gives its GPUs back;
+- `arrays`: ome.solver.ClusterArrays over the nodes sorted by name, equal at all times to
+  nodes minus the resources of every entry. Node changes rebuild it from the entries.
+
+Decisions use ome.solver.place_one with the configured policy, exactly as `ome simulate`
+does, with two choices that make a decision a pure function of the cluster state and the pod:
+nodes in name order, and the tie-break rng seeded from (seed, namespace/name) rather than drawn
+from one stream (a restart or a retried filter must not change later choices).
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import threading
+import time
+import zlib
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ome.domain import MILLI, Assignment, InvalidInput, Node, PodRequest
+from ome.solver import NEEDS_TARGET, Bind, ClusterArrays, FragModel, TargetWorkload, make_policy, place_one
+
+from ._scores import RecordingPolicy, is_node_local
+from ._settings import FILTER_CHOSEN, ExtenderSettings
+from ._target import target_from_pods
+from ._translate import ANNOTATION_GPU_INDEX, PodInfo, format_gpu_index, node_from_v1, pod_from_v1
+
+log = logging.getLogger("ome.scheduler")
+
+RESERVED, BINDING, BOUND = "reserved", "binding", "bound"
+MAX_EXTENDER_SCORE = 10
+OTHERS_MAX_SCORE = 4  # feasible but not chosen: 0..4, so the choice leads by >= 6 x weight x 10
+MAX_DECISIONS = 4096
+
+
+def tie_break_rng(seed: int, pod_key: str) -> np.random.Generator:
+    """The rng place_one breaks ties with for one pod: a function of (seed, "namespace/name")."""
+    return np.random.default_rng([seed, zlib.crc32(pod_key.encode())])
+
+
+def canonical_order(nodes: Iterable[Node]) -> list[Node]:
+    """The node order of the extender's arrays (by name); an in-process replay must use it too."""
+    return sorted(nodes, key=lambda n: n.name)
+
+
+class Refused(Exception):
+    """A request the extender cannot act on: `status` is the HTTP code to answer with."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+@dataclass(slots=True)
+class _Entry:
+    uid: str
+    key: str
+    request: PodRequest
+    node: str
+    gpus: tuple[int, ...] | None  # None: a bound pod without a readable annotation (resolved on apply)
+    state: str
+    deadline: float = 0.0
+    applied: Assignment | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class FilterOutcome:
+    nodes: list[str]
+    failed: dict[str, str]
+    unresolvable: dict[str, str]
+    chosen: str = ""
+    gpus: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class BindPlan:
+    node: str
+    gpus: tuple[int, ...]
+    annotations: dict[str, str]
+    already_bound: bool = False
+
+
+@dataclass(slots=True)
+class _Decision:
+    generation: int
+    chosen: int
+    nodes: np.ndarray
+    scores: np.ndarray
+
+
+@dataclass(frozen=True, slots=True)
+class Pdb:
+    namespace: str
+    match_labels: tuple[tuple[str, str], ...]
+    match_expressions: tuple[tuple[str, str, tuple[str, ...]], ...]
+    disruptions_allowed: int
+    selects_none: bool = False
+
+    def matches(self, namespace: str, labels: Mapping[str, str]) -> bool:
+        if self.selects_none or namespace != self.namespace:
+            return False
+        if any(labels.get(k) != v for k, v in self.match_labels):
+            return False
+        for key, op, values in self.match_expressions:
+            present = key in labels
+            if op == "In" and not (present and labels[key] in values):
+                return False
+            if op == "NotIn" and present and labels[key] in values:
+                return False
+            if op == "Exists" and not present:
+                return False
+            if op == "DoesNotExist" and present:
+                return False
+        return True
+
+
+def pdb_from_v1(obj: Mapping[str, Any]) -> Pdb:
+    meta = obj.get("metadata") or {}
+    spec = obj.get("spec") or {}
+    status = obj.get("status") or {}
+    selector = spec.get("selector")
+    exprs = tuple((str(e.get("key")), str(e.get("operator")), tuple(str(v) for v in e.get("values") or ()))
+                  for e in (selector or {}).get("matchExpressions") or ())
+    return Pdb(
+        namespace=str(meta.get("namespace") or "default"),
+        match_labels=tuple(sorted((str(k), str(v)) for k, v in ((selector or {}).get("matchLabels") or {}).items())),
+        match_expressions=exprs,
+        disruptions_allowed=int(status.get("disruptionsAllowed") or 0),
+        selects_none=selector is None,
+    )
+
+
+class Extender:
+    """Cache + reservations + decisions. Thread-safe; no I/O."""
+
+    def __init__(self, settings: ExtenderSettings, target: TargetWorkload | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.settings = settings
+        self.clock = clock
+        self._lock = threading.RLock()
+        self._fixed_target = target
+        self._target: TargetWorkload | None = target
+        self._target_built = 0.0
+        make_policy(settings.policy, seed=settings.seed, target=target or target_from_pods(()))  # fail fast
+        self.nodes: dict[str, Node] = {}
+        self.bad_nodes: dict[str, str] = {}
+        self.pods: dict[str, PodInfo] = {}
+        self.labels: dict[str, dict[str, str]] = {}
+        self.pdbs: dict[tuple[str, str], Pdb] = {}
+        self.entries: dict[str, _Entry] = {}
+        self._pending: dict[str, _Entry] = {}  # the reserved and binding subset of entries
+        self._decisions: OrderedDict[str, _Decision] = OrderedDict()
+        self._next_deadline = float("inf")
+        self._name_sets: OrderedDict[tuple[str, ...], tuple[np.ndarray, list[str]]] = OrderedDict()
+        self._names = np.empty(0, object)
+        self._dirty = True
+        self.generation = 0
+        self.synced: set[str] = set()
+        self.conflicts = 0  # bound pods whose resources could not be applied (over-commit seen)
+        self.unreadable_pods = 0
+        self.arrays = ClusterArrays([])
+        self.version = np.zeros(0, np.int64)
+        self.policy = self._new_policy()
+
+    # ------------------------------------------------------------------ policy and arrays
+
+    def _new_policy(self) -> RecordingPolicy:
+        name = self.settings.policy
+        target = None
+        if name in NEEDS_TARGET:
+            if self._target is None:
+                self._target = target_from_pods(p.request for p in self.pods.values())
+                self._target_built = self.clock()
+            target = self._target
+        inner = make_policy(name, seed=self.settings.seed, target=target)
+        return RecordingPolicy(inner, self.version, cache=is_node_local(inner))
+
+    @property
+    def target(self) -> TargetWorkload | None:
+        return self._target
+
+    def refresh_target(self) -> bool:
+        """Rebuild the observed target workload (no-op with a fixed target). True if rebuilt."""
+        with self._lock:
+            if self._fixed_target is not None or self.settings.policy not in NEEDS_TARGET:
+                return False
+            if self._target is not None and self.clock() - self._target_built < self.settings.target_refresh_s:
+                return False
+            self._target = None
+            self._dirty = True
+            return True
+
+    def _ensure(self) -> None:
+        if self._dirty:
+            self._rebuild()
+
+    def _rebuild(self) -> None:
+        started = time.perf_counter()
+        self.arrays = ClusterArrays(canonical_order(self.nodes.values()))
+        self.version = np.zeros(len(self.arrays), np.int64)
+        self.generation += 1
+        self._decisions.clear()
+        self._name_sets.clear()
+        self._names = np.array(self.arrays.names, dtype=object)
+        self.policy = self._new_policy()
+        self.conflicts = 0
+        for entry in sorted(self.entries.values(), key=lambda e: (e.state != BOUND, e.key)):
+            entry.applied = None
+            self._apply(entry)
+        self._dirty = False
+        log.info("rebuilt arrays: %d nodes, %d entries in %.1f ms", len(self.arrays), len(self.entries),
+                 1000 * (time.perf_counter() - started))
+
+    def _apply(self, entry: _Entry) -> bool:
+        """Allocate the entry in the arrays; False (and counted) if it does not fit."""
+        i = self.arrays.index.get(entry.node)
+        if i is None:
+            return False  # its node is unknown for now; applied when the node appears
+        pod = entry.request
+        if entry.gpus is None or len(entry.gpus) != pod.num_gpu or any(
+                g >= self.arrays.gpu_count[i] for g in entry.gpus):
+            entry.gpus = self.policy.choose_gpus(self.arrays, pod, i) if self.arrays.fits_mask_one(pod, i) else None
+            if entry.gpus is None:
+                entry.gpus = ()
+        try:
+            entry.applied = self.arrays.allocate(pod, i, entry.gpus)
+        except Exception as exc:  # InvariantViolation: the cluster holds more than the node has
+            self.conflicts += 1
+            log.error("cannot account %s on %s GPUs %s: %s", entry.key, entry.node, entry.gpus, exc)
+            return False
+        self.version[i] += 1
+        self.policy.observe(self.arrays, pod, i, entry.gpus)
+        return True
+
+    def _unapply(self, entry: _Entry) -> None:
+        if entry.applied is not None:
+            self.arrays.release(entry.applied)
+            self.version[entry.applied.node] += 1
+            entry.applied = None
+
+    def _add(self, entry: _Entry) -> bool:
+        self.entries[entry.uid] = entry
+        if entry.state != BOUND:
+            self._pending[entry.uid] = entry
+            self._next_deadline = min(self._next_deadline, entry.deadline)
+        return self._apply(entry) if not self._dirty else True
+
+    def _drop(self, uid: str) -> _Entry | None:
+        entry = self.entries.pop(uid, None)
+        self._pending.pop(uid, None)
+        if entry is not None and not self._dirty:
+            self._unapply(entry)
+        return entry
+
+    def _mark_bound(self, entry: _Entry) -> None:
+        entry.state = BOUND
+        self._pending.pop(entry.uid, None)
+
+    def warm(self, stop: threading.Event | None = None) -> int:
+        """Fill the score cache for the target shapes and the shapes of the pods seen, one shape
+        per lock hold (requests wait for at most one). Stops when the arrays are rebuilt. Returns
+        the number of shapes computed."""
+        with self._lock:
+            self._ensure()
+            generation = self.generation
+            if not self.policy.cache:
+                return 0
+            shapes: dict[Any, PodRequest] = {}
+            if self._target is not None:
+                for s in self._target.shapes:
+                    pod = PodRequest("warm-up", s.cpu_milli, 0, s.num_gpu, s.gpu_milli if s.num_gpu else 0, s.gpu_models)
+                    shapes.setdefault(self.policy.key(pod), pod)
+            for info in self.pods.values():
+                shapes.setdefault(self.policy.key(info.request), info.request)
+        done = 0
+        for pod in list(shapes.values())[:MAX_DECISIONS]:
+            if stop is not None and stop.is_set():
+                break
+            with self._lock:
+                if self._dirty or self.generation != generation:
+                    break
+                nodes = np.flatnonzero(self.arrays.fits_mask(pod))
+                if nodes.size:
+                    self.policy.score(self.arrays, pod, nodes)
+                    done += 1
+        return done
+
+    # ------------------------------------------------------------------ watch input
+
+    def replace_nodes(self, items: Sequence[Mapping[str, Any]]) -> None:
+        with self._lock:
+            self.nodes.clear()
+            self.bad_nodes.clear()
+            for obj in items:
+                self._node_upsert(obj)
+            self._dirty = True
+            self.synced.add("nodes")
+
+    def node_event(self, kind: str, obj: Mapping[str, Any]) -> None:
+        with self._lock:
+            if kind == "DELETED":
+                name = (obj.get("metadata") or {}).get("name")
+                if self.nodes.pop(name, None) is not None:
+                    self._dirty = True
+                self.bad_nodes.pop(name, None)
+            else:
+                self._node_upsert(obj)
+
+    def _node_upsert(self, obj: Mapping[str, Any]) -> None:
+        name = str((obj.get("metadata") or {}).get("name"))
+        try:
+            node = node_from_v1(obj)
+        except InvalidInput as exc:
+            self.bad_nodes[name] = str(exc)
+            if self.nodes.pop(name, None) is not None:
+                self._dirty = True
+            return
+        if self.nodes.get(name) != node:
+            self.nodes[name] = node
+            self._dirty = True
+
+    def replace_pods(self, items: Sequence[Mapping[str, Any]]) -> None:
+        """A full list: bound entries follow it; reservations of pods still pending are kept."""
+        with self._lock:
+            self.pods.clear()
+            self.labels.clear()
+            old = self.entries
+            self.entries, self._pending = {}, {}
+            self._dirty = True
+            for obj in items:
+                self._pod_upsert(obj, old)
+            for uid, entry in old.items():
+                info = self.pods.get(uid)
+                if entry.state != BOUND and uid not in self.entries and info is not None and not info.node_name:
+                    self.entries[uid] = entry
+                    self._pending[uid] = entry
+            self.synced.add("pods")
+
+    def pod_event(self, kind: str, obj: Mapping[str, Any]) -> None:
+        with self._lock:
+            if kind == "DELETED":
+                uid = str((obj.get("metadata") or {}).get("uid") or "")
+                self.pods.pop(uid, None)
+                self.labels.pop(uid, None)
+                self._drop(uid)
+                self._decisions.pop(uid, None)
+            else:
+                self._pod_upsert(obj, self.entries)
+
+    def _pod_upsert(self, obj: Mapping[str, Any], entries: Mapping[str, _Entry]) -> None:
+        try:
+            info = pod_from_v1(obj)
+        except InvalidInput as exc:
+            self.unreadable_pods += 1
+            log.warning("ignoring unreadable pod: %s", exc)
+            return
+        uid = info.uid
+        if info.terminal:
+            self.pods.pop(uid, None)
+            self.labels.pop(uid, None)
+            if entries is self.entries:
+                self._drop(uid)
+            return
+        self.pods[uid] = info
+        labels = (obj.get("metadata") or {}).get("labels")
+        self.labels[uid] = {str(k): str(v) for k, v in labels.items()} if isinstance(labels, Mapping) else {}
+        if not info.node_name:
+            return
+        entry = entries.get(uid)
+        if entry is not None and entry.node == info.node_name and (
+                info.gpu_index is None or info.gpu_index == entry.gpus):
+            if entries is self.entries:
+                self._mark_bound(entry)
+            else:
+                entry.state = BOUND
+                self.entries[uid] = entry
+            return
+        if entries is self.entries:
+            self._drop(uid)
+        self._add(_Entry(uid, info.key, info.request, info.node_name, info.gpu_index, BOUND))
+
+    def replace_pdbs(self, items: Sequence[Mapping[str, Any]]) -> None:
+        with self._lock:
+            self.pdbs = {}
+            for obj in items:
+                self.pdb_event("ADDED", obj)
+            self.synced.add("pdbs")
+
+    def pdb_event(self, kind: str, obj: Mapping[str, Any]) -> None:
+        meta = obj.get("metadata") or {}
+        key = (str(meta.get("namespace")), str(meta.get("name")))
+        with self._lock:
+            if kind == "DELETED":
+                self.pdbs.pop(key, None)
+            else:
+                try:
+                    self.pdbs[key] = pdb_from_v1(obj)
+                except (TypeError, ValueError, AttributeError):
+                    log.warning("ignoring unreadable PodDisruptionBudget %s/%s", *key)
+
+    @property
+    def ready(self) -> bool:
+        return {"nodes", "pods"} <= self.synced
+
+    # ------------------------------------------------------------------ reservations
+
+    def expire(self) -> int:
+        """Drop reservations and unresolved binds past their deadline; return how many."""
+        now = self.clock()
+        dropped = 0
+        with self._lock:
+            if now < self._next_deadline:
+                return 0
+            self._next_deadline = float("inf")
+            for uid, entry in list(self._pending.items()):
+                if entry.deadline > now:
+                    self._next_deadline = min(self._next_deadline, entry.deadline)
+                    continue
+                info = self.pods.get(uid)
+                if entry.state == BINDING and info is not None and info.node_name == entry.node:
+                    self._mark_bound(entry)
+                    continue
+                self._drop(uid)
+                dropped += 1
+        return dropped
+
+    # ------------------------------------------------------------------ verbs
+
+    def _candidates(self, names: Sequence[str]) -> tuple[np.ndarray, list[str]]:
+        """Mask of the named nodes, and the names not in the cache. kube-scheduler sends the same
+        list pod after pod, so the last few lists are remembered (per generation)."""
+        key = tuple(names)
+        hit = self._name_sets.get(key)
+        if hit is None:
+            index = self.arrays.index
+            rows, unknown = [], []
+            for name in key:
+                i = index.get(name)
+                if i is None:
+                    unknown.append(name)
+                else:
+                    rows.append(i)
+            hit = (np.array(rows, np.int64), unknown)
+            self._name_sets[key] = hit
+            if len(self._name_sets) > 8:
+                self._name_sets.popitem(last=False)
+        mask = np.zeros(len(self.arrays), np.bool_)
+        mask[hit[0]] = True
+        return mask, list(hit[1])
+
+    def filter(self, pod: PodInfo, names: Sequence[str]) -> FilterOutcome:
+        """Choose a node and GPUs among `names`, reserve them, say why the other nodes fail."""
+        with self._lock:
+            self.expire()
+            self._ensure()
+            entry = self.entries.get(pod.uid) if pod.uid else None
+            if entry is not None and entry.state != RESERVED:
+                # Bound or being bound already: only its node will do.
+                ok = entry.node in names
+                return FilterOutcome([entry.node] if ok else [], {} if ok else dict.fromkeys(
+                    names, f"pod is already placed on {entry.node}"), {}, entry.node, entry.gpus or ())
+            if entry is not None:
+                self._drop(pod.uid)
+            mask, unknown = self._candidates(names)
+            arrays, request = self.arrays, pod.request
+            self.policy.forget()
+            decision = place_one(arrays, request, self.policy, tie_break_rng(self.settings.seed, pod.key), mask)
+            failed: dict[str, str] = {n: "node is not (yet) in the OME extender's cache" for n in unknown}
+            unresolvable: dict[str, str] = {}
+            if isinstance(decision, Bind):
+                feasible = self.policy.last_nodes
+                chosen = arrays.names[decision.node]
+                if pod.uid:
+                    self._add(_Entry(pod.uid, pod.key, request, chosen, decision.gpus, RESERVED,
+                                     self.clock() + self.settings.reservation_ttl_s))
+                    self._remember(pod.uid, _Decision(self.generation, decision.node, feasible, self.policy.last_scores))
+                if self.settings.filter_mode == FILTER_CHOSEN:
+                    return FilterOutcome([chosen], failed, {}, chosen, decision.gpus)
+                rejected = mask.copy()
+                rejected[feasible] = False
+                self._explain(request, rejected, failed, unresolvable)
+                names_out = self._names[feasible].tolist()
+                return FilterOutcome(names_out, failed, unresolvable, chosen, decision.gpus)
+            self._explain(request, mask, failed, unresolvable)
+            return FilterOutcome([], failed, unresolvable)
+
+    def _remember(self, uid: str, decision: _Decision) -> None:
+        self._decisions[uid] = decision
+        self._decisions.move_to_end(uid)
+        while len(self._decisions) > MAX_DECISIONS:
+            self._decisions.popitem(last=False)
+
+    def _explain(self, pod: PodRequest, rejected: np.ndarray, failed: dict[str, str],
+                 unresolvable: dict[str, str]) -> None:
+        """Per-node reasons for the nodes in `rejected` (vectorised; one string per reason)."""
+        if not rejected.any():
+            return
+        a = self.arrays
+        never = rejected & ~a.accepts_mask(pod)
+        names = a.names
+        if never.any():
+            why = (f"can never hold {pod.num_gpu} GPU(s) x {pod.gpu_milli} milli"
+                   f"{' of ' + ','.join(sorted(pod.gpu_models)) if pod.gpu_models else ''}"
+                   f" with {pod.cpu_milli}m CPU / {pod.memory_mib}Mi (GPU model, count, memory or node size)")
+            for i in np.flatnonzero(never).tolist():
+                unresolvable[names[i]] = why
+        rest = rejected & ~never
+        if not rest.any():
+            return
+        cpu = rest & (a.cpu_free < pod.cpu_milli)
+        mem = rest & ~cpu & (a.mem_free < pod.memory_mib)
+        gpu = rest & ~cpu & ~mem
+        for m, why in ((cpu, "insufficient cpu"), (mem, "insufficient memory"),
+                       (gpu, f"no {pod.num_gpu} GPU(s) with {pod.gpu_milli} milli free")):
+            for i in np.flatnonzero(m).tolist():
+                failed[names[i]] = why
+
+    def prioritize(self, pod: PodInfo, names: Sequence[str]) -> list[tuple[str, int]]:
+        """10 for the node the filter chose, 0..4 (the policy's score / 25) for the other feasible nodes."""
+        with self._lock:
+            self._ensure()
+            d = self._decisions.get(pod.uid) if pod.uid else None
+            if d is None or d.generation != self.generation:
+                entry = self.entries.get(pod.uid) if pod.uid else None
+                if entry is not None:
+                    chosen = self.arrays.index.get(entry.node, -1)
+                    d = _Decision(self.generation, chosen, np.empty(0, np.int64), np.empty(0, np.int64))
+                else:
+                    mask, _ = self._candidates(names)
+                    self.policy.forget()
+                    decision = place_one(self.arrays, pod.request, self.policy,
+                                         tie_break_rng(self.settings.seed, pod.key), mask)
+                    chosen = decision.node if isinstance(decision, Bind) else -1
+                    d = _Decision(self.generation, chosen, self.policy.last_nodes, self.policy.last_scores)
+            score = dict(zip(d.nodes.tolist(), (d.scores * OTHERS_MAX_SCORE // 100).tolist()))
+            score[d.chosen] = MAX_EXTENDER_SCORE
+            index = self.arrays.index
+            return [(n, int(score.get(index.get(n, -2), 0))) for n in names]
+
+    def begin_bind(self, uid: str, namespace: str, name: str, node: str,
+                   pod: PodInfo | None = None) -> BindPlan | None:
+        """Reserve (or confirm) GPUs on `node` for the pod; None if the pod is not known yet
+        (the caller fetches it and calls again with `pod`). Raises Refused."""
+        with self._lock:
+            self.expire()
+            self._ensure()
+            i = self.arrays.index.get(node)
+            if i is None:
+                raise Refused(404, f"node {node!r} is not in the OME extender's cache")
+            entry = self.entries.get(uid)
+            if entry is not None and entry.key != f"{namespace}/{name}":
+                raise Refused(409, f"uid {uid} belongs to {entry.key}, not {namespace}/{name}")
+            if entry is not None and entry.state != RESERVED:
+                if entry.node != node:
+                    raise Refused(409, f"{entry.key} is already placed on {entry.node}")
+                if entry.state == BINDING:
+                    entry.deadline = self.clock() + self.settings.bind_ttl_s
+                    self._next_deadline = min(self._next_deadline, entry.deadline)
+                return self._plan(entry, already_bound=entry.state == BOUND)
+            if entry is not None and entry.node == node and entry.applied is not None:
+                entry.state = BINDING
+                entry.deadline = self.clock() + self.settings.bind_ttl_s
+                self._next_deadline = min(self._next_deadline, entry.deadline)
+                return self._plan(entry)
+            request = entry.request if entry is not None else None
+            if request is None:
+                info = pod if pod is not None else self.pods.get(uid)
+                if info is None:
+                    return None
+                if info.uid != uid or info.key != f"{namespace}/{name}":
+                    raise Refused(409, f"pod {namespace}/{name} has uid {info.uid}, not {uid}")
+                if info.node_name:
+                    if info.node_name == node:
+                        return BindPlan(node, info.gpu_index or (), {}, already_bound=True)
+                    raise Refused(409, f"{info.key} is already bound to {info.node_name}")
+                request = info.request
+            if entry is not None:
+                self._drop(uid)
+            if not self.arrays.fits_mask_one(request, i):
+                failed: dict[str, str] = {}
+                mask = np.zeros(len(self.arrays), np.bool_)
+                mask[i] = True
+                self._explain(request, mask, failed, failed)
+                raise Refused(409, f"{namespace}/{name} does not fit on {node}: {failed.get(node, 'no room')}")
+            gpus = self.policy.choose_gpus(self.arrays, request, i)
+            new = _Entry(uid, f"{namespace}/{name}", request, node, gpus, BINDING,
+                         self.clock() + self.settings.bind_ttl_s)
+            self._add(new)
+            return self._plan(new)
+
+    @staticmethod
+    def _plan(entry: _Entry, already_bound: bool = False) -> BindPlan:
+        gpus = entry.gpus or ()
+        annotations = {ANNOTATION_GPU_INDEX: format_gpu_index(gpus)} if entry.request.num_gpu else {}
+        return BindPlan(entry.node, gpus, annotations, already_bound)
+
+    def end_bind(self, uid: str, node: str, outcome: bool | None) -> None:
+        """True: bound (the watch confirms later). False: refused, release. None: unknown, keep
+        until the watch tells or bind_ttl_s passes."""
+        with self._lock:
+            entry = self.entries.get(uid)
+            if entry is None or entry.node != node:
+                return
+            if outcome is True:
+                self._mark_bound(entry)
+            elif outcome is False and entry.state != BOUND:
+                self._drop(uid)
+
+    # ------------------------------------------------------------------ preemption
+
+    def preempt(self, pod: PodInfo, proposals: Mapping[str, tuple[list[str], int]]) -> dict[str, tuple[list[str], int]]:
+        """Per node, the victims we would evict: fewest PDB violations, then fewest pods, then the
+        lowest highest priority, then the lowest priority sum. Nodes where the pod cannot fit
+        even with every lower-priority pod gone are left out. A node where it fits already (the
+        scheduler saw something we do not) keeps the scheduler's proposal."""
+        out: dict[str, tuple[list[str], int]] = {}
+        with self._lock:
+            self._ensure()
+            by_node: dict[str, list[_Entry]] = {}
+            wanted = set(proposals)
+            for entry in self.entries.values():
+                if entry.node in wanted and entry.state == BOUND and entry.applied is not None \
+                        and entry.request.priority < pod.request.priority and entry.uid != pod.uid:
+                    by_node.setdefault(entry.node, []).append(entry)
+            for node, proposal in proposals.items():
+                i = self.arrays.index.get(node)
+                if i is None:
+                    continue
+                if self.arrays.fits_mask_one(pod.request, i):
+                    if proposal[0]:
+                        out[node] = proposal
+                    continue
+                victims = self._victims(pod.request, i, sorted(by_node.get(node, []), key=lambda e: e.key))
+                if victims is not None:
+                    out[node] = victims
+        return out
+
+    def _victims(self, pod: PodRequest, i: int, cands: list[_Entry]) -> tuple[list[str], int] | None:
+        a = self.arrays
+        if not cands or not pod.accepts(a.nodes[i]) or pod.cpu_milli > a.cpu_cap[i] or pod.memory_mib > a.mem_cap[i]:
+            return None
+        n, width = len(cands), a.gpu_free.shape[1]
+        cpu = np.array([e.request.cpu_milli for e in cands], np.int64)
+        mem = np.array([e.request.memory_mib for e in cands], np.int64)
+        prio = np.array([e.request.priority for e in cands], np.int64)
+        gpu = np.zeros((n, width), np.int64)
+        for k, e in enumerate(cands):
+            for g in e.applied.gpus if e.applied else ():
+                gpu[k, g] += e.request.gpu_milli
+        pdbs = [p for p in self.pdbs.values() if any(p.matches(e.key.split("/", 1)[0], self.labels.get(e.uid, {}))
+                                                    for e in cands)]
+        match = np.array([[p.matches(e.key.split("/", 1)[0], self.labels.get(e.uid, {})) for p in pdbs]
+                          for e in cands], np.int64).reshape(n, len(pdbs))
+        allowed = np.array([p.disruptions_allowed for p in pdbs], np.int64)
+
+        def evaluate(subsets: np.ndarray) -> np.ndarray:
+            """Objective rows (violations, count, max prio, sum prio) or -1 where it does not fit."""
+            free = a.gpu_free[i][None, :] + subsets @ gpu
+            ok = (a.cpu_free[i] + subsets @ cpu >= pod.cpu_milli) & (a.mem_free[i] + subsets @ mem >= pod.memory_mib)
+            if pod.num_gpu:
+                ok &= (free >= pod.gpu_milli).sum(axis=1) >= pod.num_gpu
+            violations = np.maximum(subsets @ match - allowed, 0).sum(axis=1) if pdbs else np.zeros(len(subsets), np.int64)
+            top = np.where(subsets > 0, prio[None, :], np.iinfo(np.int64).min).max(axis=1)
+            return np.where(ok, 1, 0), np.stack([violations, subsets.sum(axis=1), top, subsets @ prio], axis=1)
+
+        if n <= self.settings.exact_preempt_max:
+            subsets = ((np.arange(1, 1 << n)[:, None] >> np.arange(n)[None, :]) & 1).astype(np.int64)
+        else:
+            # Greedy reprieve, kube-scheduler style: evict all, then keep back the pods we most want
+            # to keep (PDB-protected, then higher priority, then smaller) while the pod still fits.
+            chosen = np.ones(n, np.int64)
+            order = sorted(range(n), key=lambda k: (-int(match[k].any()) if pdbs else 0, -prio[k], cpu[k] + gpu[k].sum()))
+            if not evaluate(chosen[None, :])[0][0]:
+                return None
+            for k in order:
+                chosen[k] = 0
+                if not evaluate(chosen[None, :])[0][0]:
+                    chosen[k] = 1
+            subsets = chosen[None, :]
+        ok, objective = evaluate(subsets)
+        if not ok.any():
+            return None
+        rows = np.flatnonzero(ok)
+        obj = objective[rows]
+        best = rows[np.lexsort((obj[:, 3], obj[:, 2], obj[:, 1], obj[:, 0]))[0]]
+        picked = [cands[k] for k in np.flatnonzero(subsets[best]).tolist()]
+        return [e.uid for e in picked], int(objective[best, 0])
+
+    # ------------------------------------------------------------------ read-outs
+
+    def stats(self) -> dict[str, float]:
+        with self._lock:
+            self._ensure()
+            a = self.arrays
+            cap = a.gpu_cap
+            free = a.gpu_free
+            allocated = float((cap - free).sum()) / MILLI
+            partial = int(((free > 0) & (free < cap)).sum())
+            frag = 0.0
+            if self._target is not None and len(a):
+                model = FragModel(self._target, a)
+                frag = float(model.node_frag(free, a.cpu_free, a.model_id).sum()) / MILLI
+            states = {RESERVED: 0, BINDING: 0, BOUND: 0}
+            for e in self.entries.values():
+                states[e.state] += 1
+            return {
+                "nodes": len(self.nodes), "bad_nodes": len(self.bad_nodes), "pods": len(self.pods),
+                "gpus": float(a.gpu_count.sum()), "gpus_allocated": allocated, "gpus_partially_allocated": partial,
+                "gpus_fragmented": frag, "reserved": states[RESERVED], "binding": states[BINDING],
+                "bound": states[BOUND], "conflicts": self.conflicts, "unreadable_pods": self.unreadable_pods,
+            }
+
+    def snapshot(self) -> dict[str, Any]:
+        """Per-node free resources and every entry, for /debug/state and the tests."""
+        with self._lock:
+            self._ensure()
+            a = self.arrays
+            return {
+                "generation": self.generation,
+                "nodes": {name: {"cpu_free": int(a.cpu_free[i]), "memory_free": int(a.mem_free[i]),
+                                 "gpu_free": a.gpu_free[i, :a.gpu_count[i]].tolist()}
+                          for i, name in enumerate(a.names)},
+                "entries": {e.uid: {"pod": e.key, "node": e.node, "gpus": list(e.gpus or ()), "state": e.state}
+                            for e in self.entries.values()},
+            }

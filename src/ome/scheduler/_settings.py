@@ -1,0 +1,48 @@
+"""ExtenderSettings: every knob of the extender, built once at the edge (CLI) and passed down."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+DEFAULT_POLICY = "fgd"
+"""The policy `ome extender serve` uses without --policy. The best online policy in the
+registry; switch to "ome" once it is registered."""
+
+FILTER_FEASIBLE = "feasible"
+FILTER_CHOSEN = "chosen"
+
+
+@dataclass(frozen=True, slots=True)
+class ExtenderSettings:
+    policy: str = DEFAULT_POLICY
+    """Name in ome.solver's policy registry (`ome.solver.policy_names()`)."""
+    seed: int = 0
+    """Seed of the per-pod tie-break (see tie_break_rng) and of seeded policies."""
+    target_path: Path | None = None
+    """Pod list (openb CSV: cpu_milli, num_gpu, gpu_milli[, gpu_spec]) giving the target workload
+    of policies that need one (fgd). None: the shapes of the pods seen in the cluster."""
+    target_refresh_s: float = 600.0
+    """With target_path None: how often the observed target workload is rebuilt, seconds."""
+    filter_mode: str = FILTER_FEASIBLE
+    """"feasible": filter returns every node where the pod fits and prioritize gives the chosen
+    one 10 (others 0..4), so kube-scheduler's soft preferences can still weigh in.
+    "chosen": filter returns only the chosen node (kube-scheduler then skips scoring)."""
+    reservation_ttl_s: float = 30.0
+    """A filter's reservation is dropped if no bind for the pod arrives within this time."""
+    bind_ttl_s: float = 60.0
+    """A bind whose outcome is unknown (apiserver timeout) holds its GPUs this long at most,
+    unless the watch shows the pod bound first."""
+    bind_timeout_s: float = 10.0
+    """Timeout of the Binding call to the apiserver, seconds."""
+    max_body_bytes: int = 64 << 20
+    """Largest request body accepted (a non-cache-capable NodeList of thousands of nodes)."""
+    exact_preempt_max: int = 12
+    """Preempt: exact search over victim subsets when a node has at most this many candidates."""
+
+    def __post_init__(self) -> None:
+        if self.filter_mode not in (FILTER_FEASIBLE, FILTER_CHOSEN):
+            raise ValueError(f"filter_mode must be {FILTER_FEASIBLE!r} or {FILTER_CHOSEN!r}")
+        for name in ("reservation_ttl_s", "bind_ttl_s", "bind_timeout_s", "target_refresh_s"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be > 0")

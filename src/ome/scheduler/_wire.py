@@ -1,0 +1,203 @@
+"""The extender wire format (k8s.io/kube-scheduler/extender/v1), read leniently, written exactly.
+
+The v1 structs have no json tags, so kube-scheduler sends Go field names ("Pod", "NodeNames");
+extenders written against the pre-2019 types used lowercase ("pod", "nodenames"). Go's decoder
+matches keys case-insensitively, so we do too for the extender's own keys (not inside the
+embedded Pod and Node objects, which are ordinary Kubernetes JSON). Replies use the Go names.
+
+Every problem with a request raises BadRequest naming the field: the app answers 4xx with it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ome.domain import InvalidInput
+
+from ._translate import PodInfo, is_dns_name, pod_from_v1
+
+MAX_NODES = 100_000
+MAX_VICTIMS = 10_000
+
+
+class BadRequest(Exception):
+    def __init__(self, reason: str, status: int = 400) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.status = status
+
+
+def loads(body: bytes) -> Any:
+    try:
+        return json.loads(body)
+    except (ValueError, RecursionError) as exc:
+        raise BadRequest(f"body is not valid JSON: {str(exc)[:200]}") from None
+
+
+def _folded(obj: object, what: str) -> dict[str, Any]:
+    """Keys matched as Go does: an exact match wins, else a case-insensitive one."""
+    if not isinstance(obj, Mapping):
+        raise BadRequest(f"{what} must be a JSON object, got {type(obj).__name__}")
+    out: dict[str, Any] = {}
+    for key, value in obj.items():
+        low = str(key).lower()
+        if low not in out or key[:1].isupper():
+            out[low] = value
+    return out
+
+
+def _pod(args: Mapping[str, Any], what: str) -> PodInfo:
+    if args.get("pod") is None:
+        raise BadRequest(f"{what}: missing Pod")
+    try:
+        return pod_from_v1(args["pod"])
+    except InvalidInput as exc:
+        raise BadRequest(f"{what}: {exc}", status=422) from None
+    except RecursionError:
+        raise BadRequest(f"{what}: Pod is nested too deeply") from None
+
+
+def _names(value: object, what: str) -> list[str]:
+    if not isinstance(value, list):
+        raise BadRequest(f"{what} must be a list of node names")
+    if len(value) > MAX_NODES:
+        raise BadRequest(f"{what} has {len(value)} names, more than {MAX_NODES}", status=413)
+    for i, name in enumerate(value):
+        if not is_dns_name(name):
+            raise BadRequest(f"{what}[{i}] = {str(name)[:80]!r} is not a node name")
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class ExtenderArgs:
+    pod: PodInfo
+    names: list[str]
+    node_items: list[Mapping[str, Any]] | None  # the NodeList items when sent in full (not cache-capable)
+
+
+def extender_args(obj: object, verb: str) -> ExtenderArgs:
+    args = _folded(obj, f"{verb} request")
+    pod = _pod(args, verb)
+    names = args.get("nodenames")
+    if names is not None:
+        return ExtenderArgs(pod, _names(names, f"{verb}: NodeNames"), None)
+    nodes = args.get("nodes")
+    if nodes is None:
+        raise BadRequest(f"{verb}: needs NodeNames (nodeCacheCapable) or Nodes")
+    items = _folded(nodes, f"{verb}: Nodes").get("items")
+    if not isinstance(items, list):
+        raise BadRequest(f"{verb}: Nodes.items must be a list")
+    if len(items) > MAX_NODES:
+        raise BadRequest(f"{verb}: Nodes has {len(items)} items, more than {MAX_NODES}", status=413)
+    names_out = []
+    for i, item in enumerate(items):
+        name = item.get("metadata", {}).get("name") if isinstance(item, Mapping) and isinstance(
+            item.get("metadata"), Mapping) else None
+        if not is_dns_name(name):
+            raise BadRequest(f"{verb}: Nodes.items[{i}].metadata.name is missing or not a node name")
+        names_out.append(name)
+    return ExtenderArgs(pod, names_out, items)
+
+
+@dataclass(frozen=True, slots=True)
+class BindingArgs:
+    pod_name: str
+    pod_namespace: str
+    pod_uid: str
+    node: str
+
+
+def binding_args(obj: object) -> BindingArgs:
+    args = _folded(obj, "bind request")
+    values = {}
+    for key, label in (("podname", "PodName"), ("podnamespace", "PodNamespace"), ("poduid", "PodUID"),
+                       ("node", "Node")):
+        value = args.get(key)
+        if not isinstance(value, str) or not value:
+            raise BadRequest(f"bind: {label} is missing or not a non-empty string")
+        if len(value) > 253:
+            raise BadRequest(f"bind: {label} is longer than 253 characters")
+        values[key] = value
+    if not is_dns_name(values["node"]):
+        raise BadRequest(f"bind: Node {values['node'][:80]!r} is not a node name")
+    return BindingArgs(values["podname"], values["podnamespace"], values["poduid"], values["node"])
+
+
+@dataclass(frozen=True, slots=True)
+class PreemptionArgs:
+    pod: PodInfo
+    victims: dict[str, tuple[list[str], int]]  # node -> (victim uids, NumPDBViolations)
+    meta: bool
+
+
+def preemption_args(obj: object) -> PreemptionArgs:
+    args = _folded(obj, "preempt request")
+    pod = _pod(args, "preempt")
+    meta = args.get("nodenametometavictims")
+    full = args.get("nodenametovictims")
+    source, is_meta = (meta, True) if meta is not None else (full, False)
+    if source is None:
+        source = {}
+    if not isinstance(source, Mapping):
+        raise BadRequest("preempt: NodeNameToMetaVictims / NodeNameToVictims must be an object")
+    if len(source) > MAX_NODES:
+        raise BadRequest(f"preempt: {len(source)} nodes, more than {MAX_NODES}", status=413)
+    out: dict[str, tuple[list[str], int]] = {}
+    for node, victims in source.items():
+        if not is_dns_name(node):
+            raise BadRequest(f"preempt: {str(node)[:80]!r} is not a node name")
+        v = _folded(victims, f"preempt: victims of {node}")
+        pods = v.get("pods") or []
+        if not isinstance(pods, list) or len(pods) > MAX_VICTIMS:
+            raise BadRequest(f"preempt: victims of {node}: Pods must be a list of at most {MAX_VICTIMS}")
+        uids = []
+        for k, p in enumerate(pods):
+            if is_meta:
+                uid = _folded(p, f"preempt: {node}.Pods[{k}]").get("uid")
+            else:
+                uid = p.get("metadata", {}).get("uid") if isinstance(p, Mapping) and isinstance(
+                    p.get("metadata"), Mapping) else None
+            if not isinstance(uid, str) or not uid:
+                raise BadRequest(f"preempt: {node}.Pods[{k}] has no UID")
+            uids.append(uid)
+        pdb = v.get("numpdbviolations", 0)
+        if isinstance(pdb, bool) or not isinstance(pdb, int) or not 0 <= pdb <= 2**31:
+            raise BadRequest(f"preempt: {node}.NumPDBViolations must be a non-negative integer")
+        out[node] = (uids, pdb)
+    return PreemptionArgs(pod, out, is_meta)
+
+
+# --------------------------------------------------------------------------- replies
+
+
+def dumps(obj: object) -> bytes:
+    return json.dumps(obj, separators=(",", ":")).encode()
+
+
+def filter_result(names: Sequence[str], failed: Mapping[str, str], unresolvable: Mapping[str, str],
+                  node_items: Sequence[Mapping[str, Any]] | None = None, error: str = "") -> bytes:
+    if node_items is not None:
+        keep = set(names)
+        nodes: object = {"metadata": {}, "items": [n for n in node_items if n["metadata"]["name"] in keep]}
+        node_names: object = None
+    else:
+        nodes, node_names = None, list(names)
+    return dumps({"Nodes": nodes, "NodeNames": node_names, "FailedNodes": dict(failed),
+                  "FailedAndUnresolvableNodes": dict(unresolvable), "Error": error})
+
+
+def host_priority_list(scores: Sequence[tuple[str, int]]) -> bytes:
+    return dumps([{"Host": host, "Score": score} for host, score in scores])
+
+
+def binding_result(error: str = "") -> bytes:
+    return dumps({"Error": error})
+
+
+def preemption_result(victims: Mapping[str, tuple[list[str], int]]) -> bytes:
+    return dumps({"NodeNameToMetaVictims": {
+        node: {"Pods": [{"UID": uid} for uid in uids], "NumPDBViolations": pdb}
+        for node, (uids, pdb) in victims.items()}})
