@@ -1,0 +1,198 @@
+"""Per-verb latency of the OME extender at the openb scale (1,213 nodes), as kube-scheduler sees it.
+
+A server process runs the real app (uvicorn, FastAPI, the Extender with the fgd policy and the
+openb target workload) over an in-memory apiserver (FakeKube: binds succeed and are fed back as
+watch events). The client sends, for each of --pods trace pods (seeded sample, in order),
+filter (Pod + 1,213 NodeNames, as nodeCacheCapable kube-scheduler does), prioritize, then bind
+to the best-scored node; then --preempts preempt calls for large high-priority pods over 64
+nodes each. Round-trip times are measured on the client over one keep-alive connection.
+
+    .venv/bin/python benchmarks/bench_extender_latency.py [--pods 2000] [--out FILE]
+
+Prints and writes JSON: p50/p90/p99/max in ms per verb, and the goal (p99 <= 5 ms for filter
+and prioritize) met or not.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "src"))
+TRACE_DIRS = [os.environ.get("OME_TRACE_DIR", ""), str(REPO.parent / "shared" / "data" / "alibaba-gpu-2023"),
+              "/work/shared/data/alibaba-gpu-2023"]
+NODES_CSV = "openb_node_list_gpu_node.csv"
+PODS_CSV = "openb_pod_list_default.csv"
+
+
+def trace_dir() -> Path:
+    for d in TRACE_DIRS:
+        if d and (Path(d) / NODES_CSV).is_file():
+            return Path(d)
+    sys.exit("openb trace not found: set OME_TRACE_DIR")
+
+
+def workload(seed: int, count: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(node manifests, pod manifests): the openb GPU nodes and a seeded sample of the default trace."""
+    from ome.simulations._traces import load_nodes, load_pods
+    from ome.simulations.cluster import manifest
+
+    folder = trace_dir()
+    nodes = [manifest(n) for n in load_nodes(folder / NODES_CSV)]
+    trace = load_pods(folder / PODS_CSV).pods
+    picks = np.random.default_rng(seed).choice(len(trace), size=count, replace=count > len(trace))
+    pods = []
+    for k, i in enumerate(picks):
+        p = trace[int(i)]
+        limits = {"cpu": f"{p.cpu_milli}m", "memory": f"{p.memory_mib}Mi"}
+        if p.num_gpu and not p.is_sharing:
+            limits["nvidia.com/gpu"] = str(p.num_gpu)
+        else:
+            limits["ome.io/gpu-milli"] = str(p.gpu_milli)
+        pods.append({"apiVersion": "v1", "kind": "Pod",
+                     "metadata": {"name": f"b{k:05d}", "namespace": "bench", "uid": f"uid-{k:05d}",
+                                  "labels": {"app": "bench"}, "annotations": {}},
+                     "spec": {"schedulerName": "ome-scheduler", "priority": 0, "containers": [
+                         {"name": "main", "image": "registry.invalid/serve:1",
+                          "resources": {"limits": limits, "requests": limits}}]},
+                     "status": {"phase": "Pending"}})
+    return nodes, pods
+
+
+def serve(port: int, seed: int, count: int, policy: str) -> None:
+    import uvicorn
+
+    from ome.scheduler import Extender, ExtenderSettings, FakeKube, create_app, target_from_csv
+
+    nodes, pods = workload(seed, count)
+    engine = Extender(ExtenderSettings(policy=policy), target=target_from_csv(trace_dir() / PODS_CSV))
+    kube = FakeKube(on_pod=engine.pod_event)
+    for pod in pods:
+        kube.pods[("bench", pod["metadata"]["name"])] = pod
+    engine.replace_nodes(nodes)
+    engine.replace_pods([])
+    engine.warm()
+    uvicorn.run(create_app(engine, kube, watch=False), host="127.0.0.1", port=port, log_level="warning",
+                access_log=False)
+
+
+def percentiles(samples: list[float]) -> dict[str, float]:
+    a = np.array(samples) * 1000
+    return {"n": len(samples), "p50_ms": round(float(np.percentile(a, 50)), 3),
+            "p90_ms": round(float(np.percentile(a, 90)), 3), "p99_ms": round(float(np.percentile(a, 99)), 3),
+            "max_ms": round(float(a.max()), 3)} if samples else {"n": 0}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--pods", type=int, default=2000)
+    ap.add_argument("--preempts", type=int, default=100)
+    ap.add_argument("--seed", type=int, default=42)
+    ap.add_argument("--policy", default="fgd")
+    ap.add_argument("--out", type=Path, default=REPO / ".cache" / "reports" / "bench_extender_latency.json")
+    ap.add_argument("--serve", type=int, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.serve:
+        serve(args.serve, args.seed, args.pods, args.policy)
+        return
+
+    import httpx
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = subprocess.Popen([sys.executable, __file__, "--serve", str(port), "--pods", str(args.pods),
+                               "--seed", str(args.seed), "--policy", args.policy])
+    try:
+        nodes, pods = workload(args.seed, args.pods)
+        names = [n["metadata"]["name"] for n in nodes]
+        url = f"http://127.0.0.1:{port}"
+        client = httpx.Client(base_url=url, timeout=30, trust_env=False)
+        deadline = time.monotonic() + 180
+        while True:
+            try:
+                if client.get("/healthz").status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline or server.poll() is not None:
+                sys.exit("benchmark server did not start")
+            time.sleep(0.2)
+        times: dict[str, list[float]] = {"filter": [], "prioritize": [], "bind": [], "preempt": []}
+        sizes = {"filter_request_bytes": 0, "filter_response_bytes": 0}
+        placed = 0
+        headers = {"Content-Type": "application/json"}
+        for pod in pods:
+            body = json.dumps({"Pod": pod, "Nodes": None, "NodeNames": names}).encode()
+            t = time.perf_counter()
+            r = client.post("/filter", content=body, headers=headers)
+            times["filter"].append(time.perf_counter() - t)
+            sizes["filter_request_bytes"] = max(sizes["filter_request_bytes"], len(body))
+            sizes["filter_response_bytes"] = max(sizes["filter_response_bytes"], len(r.content))
+            feasible = r.json()["NodeNames"]
+            if not feasible:
+                continue
+            body = json.dumps({"Pod": pod, "Nodes": None, "NodeNames": feasible}).encode()
+            t = time.perf_counter()
+            r = client.post("/prioritize", content=body, headers=headers)
+            times["prioritize"].append(time.perf_counter() - t)
+            host = max(r.json(), key=lambda h: h["Score"])["Host"]
+            body = json.dumps({"PodName": pod["metadata"]["name"], "PodNamespace": "bench",
+                               "PodUID": pod["metadata"]["uid"], "Node": host}).encode()
+            t = time.perf_counter()
+            r = client.post("/bind", content=body, headers=headers)
+            times["bind"].append(time.perf_counter() - t)
+            assert r.json() == {"Error": ""}, r.text
+            placed += 1
+        state = client.get("/debug/state").json()
+        by_node: dict[str, list[str]] = {}
+        for uid, e in state["entries"].items():
+            by_node.setdefault(e["node"], []).append(uid)
+        busy = sorted(by_node, key=lambda n: -len(by_node[n]))[:64]
+        rng = np.random.default_rng(args.seed)
+        for k in range(args.preempts):
+            big = json.loads(json.dumps(pods[0]))
+            big["metadata"].update(name=f"vip{k}", uid=f"vip-{k}")
+            big["spec"]["priority"] = 1000
+            big["spec"]["containers"][0]["resources"] = {"limits": {"cpu": "8", "memory": "16Gi",
+                                                                    "nvidia.com/gpu": str(int(rng.choice([4, 8])))}}
+            victims = {n: {"Pods": [{"UID": u} for u in by_node[n]], "NumPDBViolations": 0} for n in busy}
+            body = json.dumps({"Pod": big, "NodeNameToVictims": None, "NodeNameToMetaVictims": victims}).encode()
+            t = time.perf_counter()
+            r = client.post("/preempt", content=body, headers=headers)
+            times["preempt"].append(time.perf_counter() - t)
+            assert r.status_code == 200, r.text
+        server_metrics = client.get("/metrics").text
+    finally:
+        server.terminate()
+        server.wait(10)
+    result = {
+        "benchmark": "extender per-verb latency (client round trip, one keep-alive connection)",
+        "nodes": len(names), "pods": args.pods, "placed": placed, "policy": args.policy, "seed": args.seed,
+        "python": platform.python_version(), "cpus": os.cpu_count(),
+        "load_average_1m": round(os.getloadavg()[0], 2),
+        "verbs": {v: percentiles(t) for v, t in times.items()},
+        **sizes,
+        "goal": "p99 <= 5 ms for filter and prioritize",
+    }
+    result["goal_met"] = all(result["verbs"][v].get("p99_ms", 1e9) <= 5.0 for v in ("filter", "prioritize"))
+    result["server_gpus_allocated"] = next((float(line.split()[1]) for line in server_metrics.splitlines()
+                                            if line.startswith("ome_extender_gpus_allocated ")), None)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2))
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
