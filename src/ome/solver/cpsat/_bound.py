@@ -1,0 +1,202 @@
+"""The aggregated relaxation: an upper bound on allocatable GPU milli, and a per-type plan.
+
+Notation. Node types t (n_t identical nodes with C_t milli-CPU, M_t MiB, G_t GPUs), pod
+shapes s (d_s pods, c_s CPU, m_s memory, k_s GPUs of u_s milli each; demand k_s u_s).
+
+    maximise   sum_{t,s} k_s u_s x_ts
+    subject to sum_t x_ts <= d_s                                       (pods available)
+               sum_s c_s x_ts <= n_t C_t,  sum_s m_s x_ts <= n_t M_t      (CPU, memory)
+               sum_s k_s f(u_s) x_ts <= n_t G_t f(1000)   for every DFF f  (GPU slots)
+               sum_s g(c_s) x_ts <= n_t g(C_t)             for every DFF g  (CPU per node)
+               sum_s h(k_s 1000) x_ts <= n_t h(G_t 1000)   for every DFF h  (GPUs per node)
+               x_ts integer, 0 if shape s can never run on type t.
+
+A pod placed on one node is an item in three kinds of bin: each of its GPU shares is an item
+in a GPU (capacity 1000), its CPU an item in the node's CPU, its GPU total an item in the
+node's GPUs. Summing a dual-feasible function (DFF) f over the items of any feasible bin
+gives at most f(capacity), so every inequality above holds for every real packing: the
+model is a relaxation and CP-SAT's proven objective bound on it bounds the true optimum.
+The DFFs are Fekete and Schepers' u^(k) (k = 1..4) and U^(eps), with eps taken from the
+item sizes that occur (the thresholds where they bite); f = identity is the plain sum.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+from ortools.linear_solver import pywraplp
+from ortools.sat.python import cp_model
+
+from ome.domain import MILLI
+
+from ._settings import SolverSettings
+from ._shapes import NodeType, PodShape, fits_type
+
+Dff = Callable[[int], int]
+
+
+def _u_k(capacity: int, k: int) -> Dff:
+    """k * u^(k): x -> k x if (k+1)x/C is integral, else floor((k+1)x/C) C; k * u(C) = k C."""
+
+    def f(x: int) -> int:
+        return k * x if ((k + 1) * x) % capacity == 0 else ((k + 1) * x // capacity) * capacity
+
+    return f
+
+
+def _u_eps(capacity: int, eps: int) -> Dff:
+    """U^(eps): C above C - eps, 0 below eps, x between (0 < eps <= C/2)."""
+
+    def f(x: int) -> int:
+        return capacity if x > capacity - eps else (0 if x < eps else x)
+
+    return f
+
+
+def dual_feasible_functions(capacity: int, sizes: Iterable[int], *, max_eps: int = 12) -> list[Dff]:
+    """Identity, u^(1..4) and U^(eps) for up to `max_eps` item sizes in (0, C/2]."""
+    dffs: list[Dff] = [lambda x: x]
+    dffs += [_u_k(capacity, k) for k in (1, 2, 3, 4)]
+    small = sorted({s for s in sizes if 0 < s <= capacity // 2}) if max_eps > 0 else []
+    if len(small) > max_eps:  # spread the thresholds over the range
+        step = len(small) / max_eps
+        small = [small[int(i * step)] for i in range(max_eps)]
+    dffs += [_u_eps(capacity, e) for e in small if e > 1]
+    return dffs
+
+
+def dff_rows(
+    terms: Sequence[tuple[object, int, int]], capacity: int, bins: int, dffs: Sequence[Dff]
+) -> list[tuple[list[tuple[int, object]], int]]:
+    """For each f: sum multiplicity * f(size) * var <= bins * f(capacity); terms = (var, size, multiplicity).
+
+    Returns the distinct rows as ([(coefficient, var)], right-hand side)."""
+    seen: set[tuple[int, ...]] = set()
+    rows = []
+    for f in dffs:
+        coefs = tuple(mult * f(size) for _, size, mult in terms)
+        rhs = bins * f(capacity)
+        key = (*coefs, rhs)
+        if key in seen or not any(coefs):
+            continue
+        seen.add(key)
+        rows.append(([(c, v) for c, (v, _, _) in zip(coefs, terms) if c], rhs))
+    return rows
+
+
+def add_dff_capacity(
+    model: cp_model.CpModel,
+    terms: Sequence[tuple[cp_model.IntVar, int, int]],
+    capacity: int,
+    bins: int,
+    dffs: Sequence[Dff],
+) -> None:
+    """The rows of ``dff_rows`` as CP-SAT constraints."""
+    for row, rhs in dff_rows(terms, capacity, bins, dffs):
+        model.add(sum(c * v for c, v in row) <= rhs)
+
+
+@dataclass(frozen=True, slots=True)
+class AggregateModel:
+    """The relaxation as plain data: one column per (type index, shape), rows of (coef, column)."""
+
+    columns: list[tuple[int, PodShape]]
+    upper: list[int]
+    objective: list[int]
+    rows: list[tuple[list[tuple[int, int]], int]]
+
+
+def _upper(shape: PodShape, t: NodeType) -> int:
+    per_node = t.gpu_count // shape.num_gpu if shape.is_multi else t.gpu_count * (MILLI // shape.gpu_milli)
+    if shape.cpu_milli:
+        per_node = min(per_node, t.cpu_milli // shape.cpu_milli)
+    if shape.memory_mib:
+        per_node = min(per_node, t.memory_mib // shape.memory_mib)
+    return per_node * t.count
+
+
+def aggregate_model(types: Sequence[NodeType], demand: Mapping[PodShape, int]) -> AggregateModel:
+    """Columns, bounds, objective and rows of the relaxation in the module docstring."""
+    shapes = [s for s in sorted(demand) if s.demand_milli > 0 and demand[s] > 0]
+    columns: list[tuple[int, PodShape]] = []
+    upper: list[int] = []
+    for ti, t in enumerate(types):
+        for s in shapes:
+            if fits_type(s, t):
+                ub = min(demand[s], _upper(s, t))
+                if ub > 0:
+                    columns.append((ti, s))
+                    upper.append(ub)
+    rows: list[tuple[list[tuple[int, int]], int]] = []
+    by_shape: dict[PodShape, list[int]] = {}
+    for k, (_, s) in enumerate(columns):
+        by_shape.setdefault(s, []).append(k)
+    for s, ks in by_shape.items():
+        if len(ks) > 1:
+            rows.append(([(1, k) for k in ks], demand[s]))
+    for ti, t in enumerate(types):
+        own = [(k, s) for k, (tj, s) in enumerate(columns) if tj == ti]
+        if not own:
+            continue
+        gpu = [(k, s.gpu_milli, s.num_gpu) for k, s in own]
+        rows += dff_rows(gpu, MILLI, t.count * t.gpu_count, dual_feasible_functions(MILLI, (s.gpu_milli for _, s in own)))
+        node_gpu = t.gpu_count * MILLI
+        rows += dff_rows([(k, s.demand_milli, 1) for k, s in own], node_gpu, t.count,
+                         dual_feasible_functions(node_gpu, (), max_eps=0))
+        cpu = [(k, s.cpu_milli, 1) for k, s in own if s.cpu_milli]
+        if cpu:
+            rows += dff_rows(cpu, t.cpu_milli, t.count,
+                             dual_feasible_functions(t.cpu_milli, (s.cpu_milli for _, s in own), max_eps=8))
+        mem = [(k, s.memory_mib, 1) for k, s in own if s.memory_mib]
+        if mem:
+            rows += dff_rows(mem, t.memory_mib, t.count,
+                             dual_feasible_functions(t.memory_mib, (s.memory_mib for _, s in own), max_eps=4))
+    return AggregateModel(columns, upper, [s.demand_milli for _, s in columns], rows)  # type: ignore[arg-type]
+
+
+def aggregate_bound_lp(types: Sequence[NodeType], demand: Mapping[PodShape, int]) -> int:
+    """The relaxation's LP optimum (GLOP), rounded down: a bound in milliseconds of solve time."""
+    agg = aggregate_model(types, demand)
+    if not agg.columns:
+        return 0
+    lp = pywraplp.Solver.CreateSolver("GLOP")
+    x = [lp.NumVar(0, ub, f"x{k}") for k, ub in enumerate(agg.upper)]
+    for row, rhs in agg.rows:
+        lp.Add(lp.Sum([c * x[k] for c, k in row]) <= rhs)
+    lp.Maximize(lp.Sum([c * v for c, v in zip(agg.objective, x)]))
+    if lp.Solve() != pywraplp.Solver.OPTIMAL:
+        raise RuntimeError("aggregate LP not optimal")
+    # GLOP's tolerances are ~1e-7 relative; round down only past a safety margin of 1 milli.
+    return int(math.floor(lp.Objective().Value() + 1.0))
+
+
+@dataclass(frozen=True, slots=True)
+class AggregatePlan:
+    """The relaxation solved by CP-SAT: a proven bound and (if found) a count per (type index, shape)."""
+
+    bound_milli: int
+    value_milli: int
+    counts: dict[tuple[int, PodShape], int]
+    optimal: bool
+
+
+def aggregate_plan(
+    types: Sequence[NodeType], demand: Mapping[PodShape, int], settings: SolverSettings, seconds: float
+) -> AggregatePlan:
+    """Solve the relaxation with CP-SAT (integral counts: tighter than the LP, slower)."""
+    agg = aggregate_model(types, demand)
+    model = cp_model.CpModel()
+    x = [model.new_int_var(0, ub, f"x[{ti},{s.cpu_milli}c,{s.num_gpu}x{s.gpu_milli}]")
+         for (ti, s), ub in zip(agg.columns, agg.upper)]
+    for row, rhs in agg.rows:
+        model.add(sum(c * x[k] for c, k in row) <= rhs)
+    model.maximize(sum(c * v for c, v in zip(agg.objective, x)))
+    solver = settings.solver(seconds)
+    status = solver.solve(model)
+    if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
+        return AggregatePlan(int(math.floor(solver.best_objective_bound + 1e-6)), 0, {}, False)
+    counts = {agg.columns[k]: int(solver.value(v)) for k, v in enumerate(x) if solver.value(v)}
+    return AggregatePlan(int(math.floor(solver.best_objective_bound + 1e-6)), int(solver.objective_value),
+                         counts, status == cp_model.OPTIMAL)
