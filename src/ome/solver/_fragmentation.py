@@ -37,13 +37,29 @@ class Shape:
 
 
 @dataclass(frozen=True, slots=True)
+class BigShape:
+    """A multi-GPU request the cluster should keep room for, with its share of GPU demand."""
+
+    cpu_milli: int
+    memory_mib: int
+    num_gpu: int
+    gpu_models: frozenset[str]
+    demand_share: float
+
+
+@dataclass(frozen=True, slots=True)
 class TargetWorkload:
     shapes: tuple[Shape, ...]
     weights: tuple[float, ...]  # sum to 1
+    # Averages over GPU pods, per whole GPU requested: what a free GPU needs beside it.
+    cpu_per_gpu: float = 0.0
+    mem_per_gpu: float = 0.0
+    big_shapes: tuple[BigShape, ...] = ()
 
     @staticmethod
     def from_pods(pods: Iterable[PodRequest], coverage: float = 0.95) -> TargetWorkload:
         """The most frequent shapes covering `coverage` of pods, renormalised (CPU-only included)."""
+        pods = list(pods)
         counts = Counter(Shape(p.cpu_milli, p.gpu_milli, p.num_gpu, p.gpu_models) for p in pods)
         if not counts:
             raise ValueError("target workload needs at least one pod")
@@ -57,7 +73,18 @@ class TargetWorkload:
                 break
             chosen.append((shape, n))
             covered += n
-        return TargetWorkload(tuple(s for s, _ in chosen), tuple(n / covered for _, n in chosen))
+        gpu_pods = [p for p in pods if p.num_gpu]
+        demand = sum(p.gpu_demand_milli for p in gpu_pods) / 1000 or 1.0
+        big = Counter((p.cpu_milli, p.memory_mib, p.num_gpu, p.gpu_models) for p in gpu_pods if p.num_gpu > 1)
+        return TargetWorkload(
+            tuple(s for s, _ in chosen),
+            tuple(n / covered for _, n in chosen),
+            cpu_per_gpu=sum(p.cpu_milli for p in gpu_pods) / demand,
+            mem_per_gpu=sum(p.memory_mib for p in gpu_pods) / demand,
+            big_shapes=tuple(
+                BigShape(c, m, g, models, n * g * 1000 / (demand * 1000)) for (c, m, g, models), n in big.items()
+            ),
+        )
 
 
 class FragModel:

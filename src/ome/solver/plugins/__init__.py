@@ -18,6 +18,7 @@ from ._baselines import (
     RandomPolicy,
 )
 from ._fgd import FgdPolicy
+from ._ome import OmePolicy
 
 _FACTORIES: dict[str, Callable[[int, TargetWorkload | None], Policy]] = {
     "random": lambda seed, _t: RandomPolicy(seed),
@@ -26,11 +27,12 @@ _FACTORIES: dict[str, Callable[[int, TargetWorkload | None], Policy]] = {
     "gpu-packing": lambda _s, _t: GpuPackingPolicy(),
     "bestfit": lambda _s, _t: BestFitPolicy(),
     "fgd": lambda _s, t: FgdPolicy(_need_target("fgd", t)),
+    "ome": lambda _s, t: OmePolicy(_need_target("ome", t)),
     "least-allocated": lambda _s, _t: LeastAllocatedPolicy(),
     "most-allocated": lambda _s, _t: MostAllocatedPolicy(),
 }
 
-NEEDS_TARGET = {"fgd"}
+NEEDS_TARGET = {"fgd", "ome"}
 
 
 def _need_target(name: str, target: TargetWorkload | None) -> TargetWorkload:

@@ -1,0 +1,166 @@
+"""`ome`: our online policy. One pod at a time, no eviction, no look at future arrivals.
+
+Nodes are ranked by a tuple, best first (each later key only breaks ties of the earlier):
+
+1. expected GPUs wasted by this placement, the sum of
+   a. stranded GPUs added: a free GPU is only usable with CPU and memory beside it. With the
+      workload's average CPU and memory per GPU (from the target workload), a node strands
+      max(0, free_gpus - cpu_free / cpu_per_gpu, free_gpus - mem_free / mem_per_gpu) GPUs.
+      This keeps CPU-only and CPU-heavy pods off the nodes whose GPUs still need that CPU.
+   b. homes of multi-GPU shapes lost, x host_weight: for each multi-GPU shape b of the target
+      workload, a node that could host it and no longer can costs
+      num_gpu_b * min(1, need_b / hosts_b), need_b being how many b-pods the free capacity
+      would receive at the workload's mix and hosts_b how many nodes can still take one.
+      Whole 8-GPU nodes stay whole while smaller holes exist; rare shapes keep their last homes.
+2. sharing pods only: growth of the per-GPU expected waste w(x) = x * P(a GPU pod needs more
+   than x milli), on the best GPU of the node (FGD's idea, on the GPU dimension alone).
+3. packing: sharing pods take the GPU whose leftover is smallest (pairing fractions that sum
+   to a whole GPU), whole-GPU pods the node with the fewest free GPUs left, CPU-only pods the
+   node with the least CPU left.
+4. fewer free GPUs on the node overall (fill started nodes first).
+Exact ties are broken at random by the framework. Scores handed to the extender are ranks
+mapped onto 0..100 (best node 100).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ome.domain import MILLI, PodRequest
+
+from .._arrays import ClusterArrays
+from .._fragmentation import TargetWorkload
+from .._framework import IntArray
+from ._common import tightest_gpus
+
+
+def gpu_waste_table(target: TargetWorkload) -> np.ndarray:
+    """w[x] = x * P(a GPU pod needs more than x milli per GPU): idle milli nobody is expected to use."""
+    milli = np.array([s.gpu_milli for s in target.shapes if s.num_gpu > 0], np.int64)
+    weight = np.array([w for s, w in zip(target.shapes, target.weights) if s.num_gpu > 0], np.float64)
+    x = np.arange(MILLI + 1)
+    if weight.sum() <= 0:
+        return np.zeros(MILLI + 1)
+    p_more = ((milli[None, :] > x[:, None]) * weight).sum(axis=1) / weight.sum()
+    return x * p_more
+
+
+class OmePolicy:
+    name = "ome"
+
+    def __init__(self, target: TargetWorkload, host_weight: float = 0.5, share_waste: str = "key") -> None:
+        self.target = target
+        self.host_weight = host_weight
+        self.share_waste = share_waste
+        self.cpu_per_gpu = max(target.cpu_per_gpu, 1.0)
+        self.mem_per_gpu = max(target.mem_per_gpu, 1.0)
+        self._big = target.big_shapes
+        self._big_masks: dict[int, np.ndarray] = {}
+        self._gpu_waste = gpu_waste_table(target)
+
+    # --- keys ---------------------------------------------------------------------------
+    def _stranded(self, cpu: np.ndarray, mem: np.ndarray, gpu_free_milli: np.ndarray) -> np.ndarray:
+        gpus = gpu_free_milli / MILLI
+        short = np.maximum(gpus - cpu / self.cpu_per_gpu, gpus - mem / self.mem_per_gpu)
+        return np.maximum(short, 0.0)
+
+    def _big_hostable(self, cluster: ClusterArrays, cpu: np.ndarray, mem: np.ndarray, full: np.ndarray, nodes: np.ndarray) -> np.ndarray:
+        """(len(nodes), B) whether each big shape fits the given node states."""
+        out = np.empty((nodes.size, len(self._big)), np.bool_)
+        for j, b in enumerate(self._big):
+            model_ok = self._model_mask(cluster, j)[nodes]
+            out[:, j] = model_ok & (cpu >= b.cpu_milli) & (mem >= b.memory_mib) & (full >= b.num_gpu)
+        return out
+
+    def _model_mask(self, cluster: ClusterArrays, j: int) -> np.ndarray:
+        key = id(cluster.models) * 1000 + j
+        mask = self._big_masks.get(key)
+        if mask is None:
+            b = self._big[j]
+            mask = cluster.model_id >= 0
+            if b.gpu_models:
+                mask &= np.isin(cluster.model_id, [i for i, m in enumerate(cluster.models) if m in b.gpu_models])
+            self._big_masks[key] = mask
+        return mask
+
+    def _host_value(self, cluster: ClusterArrays, hosts: np.ndarray) -> np.ndarray:
+        """Expected GPUs lost when one more node stops hosting each big shape.
+
+        need_b = pods of shape b the free capacity would receive at the workload's mix;
+        losing a host matters in proportion to need_b / hosts_b (capped at 1), times its GPUs.
+        """
+        free_gpus = float(cluster.gpu_free.sum()) / MILLI
+        num = np.array([b.num_gpu for b in self._big], np.float64)
+        need = np.array([b.demand_share for b in self._big]) * free_gpus / num
+        return num * np.minimum(1.0, need / np.maximum(hosts, 1))
+
+    def rank_keys(self, cluster: ClusterArrays, pod: PodRequest, nodes: IntArray) -> list[np.ndarray]:
+        """Keys, most significant first; lower is better in each."""
+        cpu, mem = cluster.cpu_free[nodes], cluster.mem_free[nodes]
+        free = cluster.gpu_free[nodes]
+        total = free.sum(axis=1)
+        cpu2, mem2, total2 = cpu - pod.cpu_milli, mem - pod.memory_mib, total - pod.gpu_demand_milli
+        stranded = self._stranded(cpu2, mem2, total2) - self._stranded(cpu, mem, total)
+        waste = stranded
+        if self._big:
+            full = (free >= MILLI).sum(axis=1)
+            full2 = full - (0 if pod.is_sharing else pod.num_gpu)  # CPU-only: num_gpu 0
+            if pod.is_sharing:  # taking the tightest GPU: it is a full one only if no partial one fits
+                partial_fits = ((free >= pod.gpu_milli) & (free < MILLI)).any(axis=1)
+                full2 = np.where(partial_fits, full, full - 1)
+            before = self._big_hostable(cluster, cpu, mem, full, nodes)
+            after = self._big_hostable(cluster, cpu2, mem2, full2, nodes)
+            all_nodes = np.arange(len(cluster))
+            hosts = self._big_hostable(
+                cluster, cluster.cpu_free, cluster.mem_free, (cluster.gpu_free >= MILLI).sum(axis=1), all_nodes
+            ).sum(axis=0)
+            lost = ((before & ~after) * self._host_value(cluster, hosts)).sum(axis=1)
+            waste = waste + self.host_weight * lost
+        keys = [np.round(waste, 6)]
+        if pod.is_sharing and self.share_waste != "off":
+            delta, _ = self._share_delta(free, pod.gpu_milli)
+            if self.share_waste == "sum":
+                keys[0] = np.round(waste + delta.min(axis=1) / MILLI, 6)
+            else:
+                keys.append(np.round(delta.min(axis=1), 3))
+            leftover = np.where(free >= pod.gpu_milli, free - pod.gpu_milli, 10 * MILLI).min(axis=1)
+            keys.append(leftover)
+        elif pod.num_gpu:
+            keys.append(total2)
+        else:
+            keys.append(cpu2)
+        keys.append(total2)
+        return keys
+
+    # --- Policy protocol ------------------------------------------------------------------
+    def score(self, cluster: ClusterArrays, pod: PodRequest, nodes: IntArray) -> IntArray:
+        keys = self.rank_keys(cluster, pod, nodes)
+        order = np.lexsort(keys[::-1])  # lexsort: last key is primary
+        ranks = np.empty(nodes.size, np.int64)
+        # Equal key tuples share a rank so that ties stay ties.
+        stacked = np.stack([k[order] for k in keys], axis=1)
+        new_group = np.ones(nodes.size, np.bool_)
+        new_group[1:] = (stacked[1:] != stacked[:-1]).any(axis=1)
+        ranks[order] = np.cumsum(new_group) - 1
+        worst = max(int(ranks.max(initial=0)), 1)
+        return (100 - ranks * 100 // worst).astype(np.int64) if nodes.size > 1 else np.full(nodes.size, 100, np.int64)
+
+    def _share_delta(self, free: np.ndarray, milli: int) -> tuple[np.ndarray, np.ndarray]:
+        """Growth of the per-GPU expected waste when `milli` goes on each GPU (inf where it does not fit)."""
+        fits = free >= milli
+        table = self._gpu_waste
+        after = table[np.clip(free - milli, 0, MILLI)]
+        delta = np.where(fits, after - table[np.clip(free, 0, MILLI)], np.inf)
+        return delta, fits
+
+    def choose_gpus(self, cluster: ClusterArrays, pod: PodRequest, node: int) -> tuple[int, ...]:
+        if not pod.is_sharing or self.share_waste == "off":
+            return tightest_gpus(cluster, pod, node)
+        row = cluster.gpu_free[node]
+        delta, fits = self._share_delta(row, pod.gpu_milli)
+        # Least waste growth, then the tightest fit, then the lowest index.
+        order = np.lexsort((np.arange(row.size), np.where(fits, row, 10 * MILLI), delta))
+        return (int(order[0]),)
+
+    def observe(self, cluster: ClusterArrays, pod: PodRequest, node: int, gpus: tuple[int, ...]) -> None:
+        return None
