@@ -43,7 +43,7 @@ def test_replicas_are_created_pinned_and_run() -> None:
     for p in pods:
         spec = p["spec"]
         assert spec["schedulerName"] == "default-scheduler"
-        assert spec["preemptionPolicy"] == "Never"
+        assert "preemptionPolicy" not in spec and "priorityClassName" not in spec  # the operator alone preempts
         assert not spec.get("schedulingGates")
         assert spec["nodeName"] == planned(p)
         pin = spec["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
@@ -202,7 +202,8 @@ def test_preemption_evicts_minimal_lowest_priority_victims() -> None:
     low_nodes = {kube.pods[("ml", name)]["spec"]["nodeName"] for name in evicted}
     assert len(low_nodes) == 1  # both on the node the urgent replica lands on
     [urgent] = pods_of(kube, "urgent")
-    assert planned(urgent) in low_nodes and urgent["spec"]["priorityClassName"] == "high"
+    assert planned(urgent) in low_nodes and "priorityClassName" not in urgent["spec"]
+    assert status_of(kube, "urgent")["priority"] == 1000  # from the PriorityClass named by the placement
     # ordering: the reservation was written before the evictions
     first_evict = next(i for i, (verb, _) in enumerate(kube.log) if verb == "evict")
     assert kube.log.index(("create", "ml/urgent-0")) < first_evict

@@ -4,7 +4,9 @@ A governed pod is created from the ModelPlacement's template with:
   schedulerName  the OME scheduler (settings.scheduler_name, default `ome-scheduler`)
   schedulingGates [scheduling.ome.io/placement] unless it is a single-pod replica created
                  with its plan already known
-  preemptionPolicy Never: only the operator preempts, through the Eviction API
+  no priorityClassName/preemptionPolicy: governed pods run at priority 0, so kube-scheduler
+                 never preempts for them or among them; the ModelPlacement's priority is
+                 enforced by the operator alone, through the Eviction API
   labels         scheduling.ome.io/placement, /replica, /member, app.kubernetes.io/managed-by
   ownerReference the ModelPlacement (controller), so deleting it deletes its pods
 A *reservation* adds the plan: annotations scheduling.ome.io/planned-node, ome.io/gpu-index,
@@ -74,7 +76,7 @@ def _resources(spec: PlacementSpec, container: dict[str, Any], gpu_milli: int) -
 
 
 def pod_manifest(view: PlacementView, spec: PlacementSpec, template: Mapping[str, Any], replica: int, member: int,
-                 *, scheduler_name: str, priority_class: str, gated: bool, gpu_milli: int,
+                 *, scheduler_name: str, gated: bool, gpu_milli: int,
                  plan: dict[str, str] | None = None) -> dict[str, Any]:
     """The pod for one member of one replica; `plan` (annotations) reserves it at creation."""
     k = spec.nodes_per_replica
@@ -88,13 +90,8 @@ def pod_manifest(view: PlacementView, spec: PlacementSpec, template: Mapping[str
         n.LABEL_MANAGED_BY: n.MANAGER}
     annotations = dict(meta_t.get("annotations") or {})
     spec_t["schedulerName"] = scheduler_name
-    spec_t["preemptionPolicy"] = "Never"
-    spec_t.pop("nodeName", None)
-    spec_t.pop("priority", None)
-    if priority_class:
-        spec_t["priorityClassName"] = priority_class
-    else:
-        spec_t.pop("priorityClassName", None)
+    for key in ("nodeName", "priority", "preemptionPolicy", "priorityClassName"):
+        spec_t.pop(key, None)  # the operator alone ranks, places and preempts governed pods
     if gated:
         spec_t["schedulingGates"] = [{"name": n.GATE}]
     if plan:

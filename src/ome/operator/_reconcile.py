@@ -504,14 +504,10 @@ class _Cycle:
         return ReplicaRequest(key, members, tuple(tiers), required, preferred, rule, peers,
                               spec.gpu_memory_mib if memory_share else 0)
 
-    def _priority_class(self, work: _Work) -> str:
-        name = work.spec.priority_class_name
-        return name if name and name in self.snap.priority_classes else ""
-
     def _create(self, work: _Work, replica: int, member: int, plan: dict[str, str] | None, gpu_milli: int,
                 gated: bool = True) -> None:
         manifest = pod_manifest(work.view, work.spec, work.template, replica, member,
-                                scheduler_name=self.scheduler_name, priority_class=self._priority_class(work),
+                                scheduler_name=self.scheduler_name,
                                 gated=gated, gpu_milli=gpu_milli, plan=plan)
         self.reserve.append(CreatePod(work.view.namespace, manifest["metadata"]["name"], manifest,
                                       planned_node=plan[n.ANN_PLANNED_NODE] if plan else "", gated=gated))
