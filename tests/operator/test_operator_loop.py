@@ -4,7 +4,7 @@ preemption, restart safety, OME derivation, status and events."""
 from __future__ import annotations
 
 import pytest
-from operator_builders import (
+from .operator_builders import (
     blocker,
     condition,
     converge,
@@ -324,6 +324,9 @@ def test_inference_service_becomes_placement_on_model_ready_nodes() -> None:
     assert status_of(kube, "chat-engine")["hourlyCost"] == "28.00"  # 4 x 2 GPUs x $3.50 (class price)
     report = loop_for(kube).cycle()
     assert not report.plan.placements  # derived spec is stable
+    mp["spec"]["resources"]["nodesPerReplica"] = 1  # what the API server's defaulting adds
+    mp["spec"]["spot"] = {"policy": "Never", "minOnDemandReplicas": 0}
+    assert not loop_for(kube).cycle().plan.placements
 
 
 def test_inference_service_change_updates_placement() -> None:

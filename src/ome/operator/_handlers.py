@@ -164,7 +164,7 @@ def build_registry(settings: OperatorSettings, loop: PlannerLoop, source: KopfSo
         return {view.key: view}
 
     @kopf.index(n.OME_GROUP, n.OME_VERSION, n.INFERENCE_SERVICES, registry=registry, id="ome_isvcs")
-    async def isvcs(body: kopf.Body, namespace: str, name: str, **_: Any) -> dict[Any, Any]:
+    async def isvcs(body: kopf.Body, namespace: str | None, name: str, **_: Any) -> dict[Any, Any]:
         return {(namespace, name): inference_service_view(body)}
 
     @kopf.index(n.OME_GROUP, n.OME_VERSION, n.ACCELERATOR_CLASSES, registry=registry, id="ome_accelerator_classes")
@@ -173,7 +173,7 @@ def build_registry(settings: OperatorSettings, loop: PlannerLoop, source: KopfSo
 
     def workloads(rid: str, group: str, version: str, plural: str, kind: str) -> None:
         @kopf.index(group, version, plural, registry=registry, id=rid)
-        async def index(body: kopf.Body, namespace: str, name: str, **_: Any) -> dict[Any, Any] | None:
+        async def index(body: kopf.Body, namespace: str | None, name: str, **_: Any) -> dict[Any, Any] | None:
             template = _template_of(kind, body)
             if (template.get("spec") or {}).get("schedulerName") != scheduler_name:
                 return None  # only workloads whose pods the OME scheduler places

@@ -78,11 +78,12 @@ class Connection:
         cfg = kubernetes.client.Configuration()
         if kubeconfig is None:
             try:
-                kubernetes.config.load_incluster_config(client_configuration=cfg)
+                kubernetes.config.load_incluster_config(client_configuration=cfg)  # type: ignore[no-untyped-call]
             except kubernetes.config.ConfigException:
-                kubernetes.config.load_kube_config(client_configuration=cfg)
+                kubernetes.config.load_kube_config(client_configuration=cfg)  # type: ignore[no-untyped-call]
         else:
-            kubernetes.config.load_kube_config(config_file=str(kubeconfig), client_configuration=cfg)
+            kubernetes.config.load_kube_config(  # type: ignore[no-untyped-call]
+                config_file=str(kubeconfig), client_configuration=cfg)
         token = (cfg.api_key or {}).get("BearerToken") or (cfg.api_key or {}).get("authorization")
         if token and token.lower().startswith("bearer "):
             token = token[7:]

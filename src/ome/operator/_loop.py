@@ -20,7 +20,7 @@ from typing import Any, Protocol
 from . import _names as n
 from ._kube import KubeClient, KubeError
 from ._metrics import Metrics
-from ._model import Snapshot
+from ._model import PodView, Snapshot
 from ._reconcile import CreatePod, DeletePod, EvictPod, PatchPod, Plan, reconcile
 from ._settings import OperatorSettings
 
@@ -37,13 +37,13 @@ class Expectation:
 
     namespace: str
     name: str
-    want: str  # "present" | "reserved" | "released" | "gone"
+    want: str  # "created" | "reserved" | "released" | "gone"
     node: str = ""
 
-    def met(self, pods: dict[tuple[str, str], Any]) -> bool:
+    def met(self, pods: dict[tuple[str, str], PodView]) -> bool:
         pod = pods.get((self.namespace, self.name))
-        if self.want == "present":
-            return pod is not None
+        if self.want == "created":  # it must appear (with its reservation, when created with one)
+            return pod is not None and (not self.node or pod.terminating or pod.planned_node == self.node)
         if self.want == "gone":
             return pod is None or pod.terminating
         if pod is None or pod.terminating:
@@ -63,8 +63,7 @@ class CycleReport:
 
 def _expect(action: Any) -> Expectation | None:
     if isinstance(action, CreatePod):
-        return Expectation(action.namespace, action.name, "reserved" if action.planned_node else "present",
-                           action.planned_node)
+        return Expectation(action.namespace, action.name, "created", action.planned_node)
     if isinstance(action, PatchPod):
         if action.release:
             return Expectation(action.namespace, action.name, "released")

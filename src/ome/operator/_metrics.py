@@ -39,18 +39,17 @@ class Metrics:
         self.plan_seconds.observe(plan_s)
         self.cycle_seconds.observe(cycle_s)
         self.unschedulable.set(plan.unschedulable_replicas)
-        seen = set()
+        seen: set[tuple[str, ...]] = set()
         for s in plan.summaries:
-            labels = (s.namespace, s.name)
-            seen.add(labels)
-            self.desired.labels(*labels).set(s.desired)
-            self.placed.labels(*labels).set(s.placed)
-            self.running.labels(*labels).set(s.running)
-            self.cost.labels(*labels).set(s.cost_micro_usd_per_hour / 1_000_000)
+            seen.add((s.namespace, s.name))
+            self.desired.labels(s.namespace, s.name).set(s.desired)
+            self.placed.labels(s.namespace, s.name).set(s.placed)
+            self.running.labels(s.namespace, s.name).set(s.running)
+            self.cost.labels(s.namespace, s.name).set(s.cost_micro_usd_per_hour / 1_000_000)
         for gauge in (self.desired, self.placed, self.running, self.cost):
-            for labels in list(gauge._metrics):  # placements deleted since the last cycle
-                if labels not in seen:
-                    gauge.remove(*labels)
+            for key in list(gauge._metrics):  # placements deleted since the last cycle
+                if tuple(key) not in seen:
+                    gauge.remove(*key)
 
     def serve(self, host: str, port: int) -> int:
         """Start /metrics on host:port (0 = any free port); returns the port."""

@@ -28,7 +28,7 @@ Labels = tuple[tuple[str, str], ...]
 
 def _quantity(value: Any, where: str) -> Decimal:
     try:
-        return Decimal(parse_quantity(value))
+        return Decimal(parse_quantity(value))  # type: ignore[no-untyped-call]
     except (ValueError, TypeError, InvalidOperation) as exc:
         raise InvalidInput(f"{where}: {value!r} is not a quantity") from exc
 
@@ -497,14 +497,18 @@ def accelerator_class_view(body: Body) -> AcceleratorClassView:
     memory = (spec.get("capabilities") or {}).get("memoryGB")
     cost = spec.get("cost") or {}
     try:
-        gib = _quantity(memory, "spec.capabilities.memoryGB") if memory not in (None, "") else Decimal(0)
+        if memory in (None, ""):
+            mib = 0
+        elif str(memory).replace(".", "", 1).isdigit():  # a bare number: GB, as the field's name says
+            mib = int(Decimal(str(memory)) * 1024)
+        else:  # a quantity with a unit ("80Gi"): bytes
+            mib = mebibytes(memory, "spec.capabilities.memoryGB")
         per_hour = micro_usd(_quantity(cost["perHour"], "perHour") if cost.get("perHour") else 0, "spec.cost.perHour")
         spot = micro_usd(_quantity(cost["spotPerHour"], "spotPerHour") if cost.get("spotPerHour") else 0,
                          "spec.cost.spotPerHour")
     except InvalidInput:
-        gib, per_hour, spot = Decimal(0), 0, 0
-    return AcceleratorClassView(meta["name"], tuple(sorted(selector.items())), int(gib * 1024), per_hour,
-                                spot or per_hour)
+        mib, per_hour, spot = 0, 0, 0
+    return AcceleratorClassView(meta["name"], tuple(sorted(selector.items())), mib, per_hour, spot or per_hour)
 
 
 @dataclass(frozen=True, slots=True)

@@ -187,6 +187,16 @@ class _Work:
         return f"{self.view.namespace}/{self.view.name}"
 
 
+def _contains(current: Any, desired: Any) -> bool:
+    """`desired` is a subset of `current`: what the API server added (defaults) does not count."""
+    if isinstance(desired, dict):
+        return isinstance(current, dict) and all(k in current and _contains(current[k], v) for k, v in desired.items())
+    if isinstance(desired, list):
+        return (isinstance(current, list) and len(current) == len(desired)
+                and all(_contains(c, d) for c, d in zip(current, desired, strict=True)))
+    return bool(current == desired)
+
+
 def _unit_key(namespace: str, name: str, replica: int) -> str:
     return f"{namespace}/{name}#{replica}"
 
@@ -246,7 +256,7 @@ class _Cycle:
                 current = existing.get(key)
                 if current is None:
                     self.placement_actions.append(ApplyPlacement(key[0], key[1], body, exists=False))
-                elif json.loads(current.spec_json) != body["spec"]:
+                elif not _contains(json.loads(current.spec_json), body["spec"]):
                     self.placement_actions.append(ApplyPlacement(key[0], key[1], body, exists=True))
 
     # ------------------------------------------------------------------ pass 2: load
