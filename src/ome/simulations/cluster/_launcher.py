@@ -382,8 +382,10 @@ class LocalCluster:
             f"--service-account-issuer=https://127.0.0.1:{p.apiserver}",
             f"--service-account-key-file={k.sa_pub}", f"--service-account-signing-key-file={k.sa_key}",
             f"--service-cluster-ip-range={_config.SERVICE_CIDR}",
-            # No kubelets mount tokens, and the SA admission would race the serviceaccount controller.
-            "--disable-admission-plugins=ServiceAccount", "--allow-privileged=true",
+            # ServiceAccount: no kubelet mounts tokens, and the admission would race the serviceaccount
+            # controller. TaintNodesByCondition: it taints every new node not-ready:NoSchedule, and only
+            # the node-lifecycle-controller (which needs node leases) would ever lift that taint.
+            "--disable-admission-plugins=ServiceAccount,TaintNodesByCondition", "--allow-privileged=true",
             "--endpoint-reconciler-type=none", "--profiling=false",
             # Bulk node and pod creation; admin (system:masters) is exempt from priority and fairness anyway.
             "--max-requests-inflight=1000", "--max-mutating-requests-inflight=500",

@@ -87,7 +87,8 @@ def up(
         def step(message: str) -> None:
             now = time.monotonic()
             if last["step"]:
-                progress.console.log(f"{last['step']} [dim]({now - float(last['at']):.1f}s)[/dim]")
+                progress.console.print(f"[dim]{now - began:5.1f}s[/dim] {last['step']} "
+                                       f"[dim]({now - float(last['at']):.1f}s)[/dim]", highlight=False)
             last.update(step=message, at=now)
             progress.update(task, description=message, completed=0, total=None)
 
