@@ -52,22 +52,19 @@ class ClusterArrays:
     # --- static fit ---------------------------------------------------------------------
     def accepts_mask(self, pod: PodRequest) -> BoolArray:
         """Nodes whose GPU model, GPU count, GPU memory and capacity can ever hold the pod."""
-        key = (pod.gpu_models, pod.min_gpu_memory_mib if pod.num_gpu else 0)
+        if not pod.num_gpu:  # models and GPU memory only bind pods that use a GPU
+            return (self.cpu_cap >= pod.cpu_milli) & (self.mem_cap >= pod.memory_mib)
+        key = (pod.gpu_models, pod.min_gpu_memory_mib)
         mask = self._model_masks.get(key)
         if mask is None:
-            mask = np.ones(len(self), np.bool_)
-            if pod.num_gpu:
-                mask &= self.model_id >= 0
-                if pod.gpu_models:
-                    wanted = [i for i, m in enumerate(self.models) if m in pod.gpu_models]
-                    mask &= np.isin(self.model_id, wanted)
-                if pod.min_gpu_memory_mib:
-                    mask &= (self.gpu_memory == 0) | (self.gpu_memory >= pod.min_gpu_memory_mib)
+            mask = self.model_id >= 0
+            if pod.gpu_models:
+                wanted = [i for i, m in enumerate(self.models) if m in pod.gpu_models]
+                mask &= np.isin(self.model_id, wanted)
+            if pod.min_gpu_memory_mib:
+                mask &= (self.gpu_memory == 0) | (self.gpu_memory >= pod.min_gpu_memory_mib)
             self._model_masks[key] = mask
-        out = mask & (self.cpu_cap >= pod.cpu_milli) & (self.mem_cap >= pod.memory_mib)
-        if pod.num_gpu:
-            out &= self.gpu_count >= pod.num_gpu
-        return out
+        return mask & (self.cpu_cap >= pod.cpu_milli) & (self.mem_cap >= pod.memory_mib) & (self.gpu_count >= pod.num_gpu)
 
     # --- dynamic fit --------------------------------------------------------------------
     def fits_mask(self, pod: PodRequest) -> BoolArray:

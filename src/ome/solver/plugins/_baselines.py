@@ -159,7 +159,9 @@ class MostAllocatedPolicy(_FitStrategy):
 
 
 def _min_max(scores: IntArray) -> IntArray:
-    lo, hi = int(scores.min(initial=0)), int(scores.max(initial=0))
+    if scores.size == 0:
+        return scores
+    lo, hi = int(scores.min()), int(scores.max())
     if hi == lo:
-        return np.full(scores.size, 100, np.int64) if scores.size else scores
+        return np.full(scores.size, 100, np.int64)
     return ((scores - lo) * 100 // (hi - lo)).astype(np.int64)
