@@ -1,0 +1,83 @@
+"""The replay protocol and a fast regression check on a slice of the real trace."""
+
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from ome.cli import app
+from ome.domain import ClusterState
+from ome.simulations import Scenario, Task, arrival_sequence, load_nodes, load_pods, replay, run_task
+from ome.solver import ClusterArrays, TargetWorkload, make_policy
+from tests.builders import make_node, make_pod
+
+
+def test_arrival_sequence_inflates_to_the_target_and_is_seeded() -> None:
+    pods = [make_pod(f"p{i}", gpus=1, milli=500) for i in range(10)] + [make_pod("cpu")]
+    seq = arrival_sequence(pods, capacity_milli=8_000, inflation=1.3, seed=3)
+    demand = sum(p.gpu_demand_milli for p in seq)
+    assert demand >= 10_400 and demand - 500 < 10_400  # stops at the first pod past 130 %
+    assert {p.name for p in pods} <= {p.name for p in seq}  # every trace pod arrives once at least
+    assert len({p.name for p in seq}) == len(seq)  # resampled copies get their own names
+    assert seq == arrival_sequence(pods, 8_000, 1.3, 3) and seq != arrival_sequence(pods, 8_000, 1.3, 4)
+
+
+def test_replay_records_levels_and_valid_placements() -> None:
+    nodes = [make_node(f"n{i}").gpus("A100", 2).obj() for i in range(4)]
+    pods = [make_pod(f"p{i}", gpus=1, milli=600) for i in range(20)]
+    seq = arrival_sequence(pods, 8_000, 1.3, seed=1)
+    target = TargetWorkload.from_pods(pods)
+    result = replay(ClusterArrays(nodes), seq, make_policy("bestfit"), seed=1, target=target, keep_placements=True)
+    # 600-milli pods: one per GPU, 8 GPUs -> 4800 of 8000 milli allocated at most.
+    assert result.placed == 8 and result.failed == len(seq) - 8
+    assert result.unallocated_pct[100] == pytest.approx(40.0)
+    exact = ClusterState(nodes)
+    by_name = {p.name: p for p in seq}
+    for pod, node, gpus in result.placements:
+        exact.allocate(by_name[pod], exact.index_of(node), gpus)
+
+
+def test_regression_on_a_slice_of_the_default_trace(trace_dir: Path) -> None:
+    """One seed, 300 nodes, the trace's pods scaled down: our policy must beat the baselines."""
+    nodes = load_nodes(trace_dir / "openb_node_list_gpu_node.csv")[::4]
+    pods = load_pods(trace_dir / "openb_pod_list_default.csv").pods[::4]
+    cap = sum(n.gpu_count for n in nodes) * 1000
+    seq = arrival_sequence(pods, cap, 1.3, seed=7)
+    target = TargetWorkload.from_pods(pods)
+    out = {}
+    for name in ("ome", "bestfit", "random"):
+        r = replay(ClusterArrays(nodes), seq, make_policy(name, seed=7, target=target), seed=7, target=target)
+        out[name] = r.unallocated_pct[100]
+    assert out["ome"] < out["bestfit"] < out["random"], out
+    assert out["ome"] < 8.0, out
+
+
+def test_as_is_replays_the_file_in_order(tmp_path: Path) -> None:
+    (tmp_path / "nodes.csv").write_text("sn,cpu_milli,memory_mib,gpu,model\nn1,8000,1000,2,T4\n")
+    (tmp_path / "pods.csv").write_text(
+        "name,cpu_milli,memory_mib,num_gpu,gpu_milli\na,1000,10,1,1000\nb,1000,10,2,1000\nc,1000,10,1,1000\n"
+    )
+    r = run_task(Task(Scenario(str(tmp_path / "pods.csv"), str(tmp_path / "nodes.csv"), as_is=True), "bestfit", 1))
+    assert [p for p, _, _ in r.placements] == ["a", "c"] and r.failed == 1
+
+
+def test_cli_embedded_default_writes_json_and_plot(tmp_path: Path) -> None:
+    out, png = tmp_path / "r.json", tmp_path / "r.png"
+    result = CliRunner().invoke(app, ["simulate", "--policy", "ome,bestfit", "--seeds", "1", "--workers", "1",
+                                      "--json", str(out), "--plot", str(png)])
+    assert result.exit_code == 0, result.output
+    import json
+
+    data = json.loads(out.read_text())
+    assert data["trace"] == "synthetic-llm" and set(data["policies"]) == {"ome", "bestfit"}
+    block = data["policies"]["ome"]
+    assert set(block["unallocated_gpu_pct"]["100"]) == {"median", "min", "max"}
+    assert block["placed_pods"]["median"] > 0 and png.stat().st_size > 10_000
+
+
+def test_cli_rejects_unknown_policy_and_trace(tmp_path: Path) -> None:
+    r = CliRunner().invoke(app, ["simulate", "--policy", "magic"])
+    assert r.exit_code == 2 and "unknown policy magic" in r.output
+    r = CliRunner().invoke(app, ["simulate", "--trace", "nope", "--trace-dir", str(tmp_path)])
+    assert r.exit_code == 2 and "openb_pod_list_nope.csv" in r.output
