@@ -41,6 +41,7 @@ from ome.simulations.cluster import (
     LABEL_POOL,
     LABEL_PRODUCT,
     LABEL_ZONE,
+    ClusterError,
     ClusterSettings,
     ComponentError,
     LocalCluster,
@@ -177,6 +178,30 @@ def test_down_stops_only_processes_it_started(tmp_path: Path) -> None:
         for p in (ours, other):
             p.kill()
             p.wait()
+
+
+def test_start_refuses_a_folder_in_use_and_leaves_its_pid_file(tmp_path: Path) -> None:
+    fake = tmp_path / "bin"
+    for stage in ("node/fast/node-initialize.yaml", "pod/fast/pod-ready.yaml", "pod/fast/pod-complete.yaml",
+                  "pod/fast/pod-delete.yaml"):
+        (fake / "kwok-stages" / stage).parent.mkdir(parents=True, exist_ok=True)
+        (fake / "kwok-stages" / stage).write_text("")
+    for name in ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok"):
+        (fake / name).write_text("#!/bin/sh\nexit 1\n")
+        (fake / name).chmod(0o755)
+    sleep = Path(shutil.which("sleep") or "/bin/sleep").resolve()
+    other = subprocess.Popen([str(sleep), "60"], start_new_session=True)
+    folder = tmp_path / "cluster"
+    folder.mkdir()
+    pid_file = folder / "cluster.json"
+    pid_file.write_text(json.dumps({"processes": [{"name": "etcd", "pid": other.pid, "binary": str(sleep)}]}))
+    try:
+        with pytest.raises(ClusterError, match="already runs"):
+            LocalCluster(ClusterSettings(directory=folder, binaries_dir=fake)).start()
+        assert pid_file.exists() and other.poll() is None
+    finally:
+        other.kill()
+        other.wait()
 
 
 # ------------------------------------------------------------------ clusters of their own

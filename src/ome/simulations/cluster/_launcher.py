@@ -163,6 +163,7 @@ class LocalCluster:
         self._processes: list[_Process] = []
         self._lock = threading.RLock()  # re-entered when a signal handler stops mid-start
         self._stopped = False
+        self._owns_directory = self._temporary  # False until start() found no other cluster in it
         self._ssl: ssl.SSLContext | None = None
 
     # ----------------------------------------------------------------- lifecycle
@@ -215,8 +216,9 @@ class LocalCluster:
             _terminate([(p.popen.pid, p.popen) for p in group])
         _terminate([(p.popen.pid, p.popen) for p in by_name.values()])
         _forget(self)
-        with contextlib.suppress(FileNotFoundError):
-            (self.directory / PID_FILE).unlink()
+        if self._owns_directory:  # never the pid file of another cluster that runs in the folder
+            with contextlib.suppress(FileNotFoundError):
+                (self.directory / PID_FILE).unlink()
         if self._temporary:
             shutil.rmtree(self.directory, ignore_errors=True)
 
@@ -291,6 +293,7 @@ class LocalCluster:
             if running:
                 raise ClusterError(f"a cluster already runs in {self.directory} "
                                    f"({', '.join(running)}); stop it with: ome cluster down --dir {self.directory}")
+            self._owns_directory = True
             self.directory.mkdir(parents=True, exist_ok=True)
             for stale in ("etcd-data", "logs", "pki", "certs", PID_FILE, "kubeconfig"):
                 path = self.directory / stale
