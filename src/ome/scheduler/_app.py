@@ -120,7 +120,9 @@ def create_app(engine: Extender, kube: KubeApi, *, watch: bool = True) -> FastAP
             body = await request.body()
             if len(body) > limit:
                 raise BadRequest(f"body of {len(body)} bytes is larger than {limit}", status=413)
-            return await handle(loads(body))
+            response = await handle(loads(body))
+            response.headers["Server-Timing"] = f"app;dur={1000 * (time.perf_counter() - started):.3f}"
+            return response
         except BadRequest as exc:
             metrics.errors.labels(verb, "bad_request").inc()
             log.info("%s: %d %s", verb, exc.status, exc.reason)
@@ -133,13 +135,13 @@ def create_app(engine: Extender, kube: KubeApi, *, watch: bool = True) -> FastAP
             metrics.latency.labels(verb).observe(time.perf_counter() - started)
 
     async def do_filter(obj: Any) -> Response:
-        args = extender_args(obj, "filter")
+        args = extender_args(obj, "filter", engine.nodes)
         out = engine.filter(args.pod, args.names)
         metrics.decisions.labels("filter", "placed" if out.chosen else "unschedulable").inc()
         return _json(filter_result(out.nodes, out.failed, out.unresolvable, args.node_items))
 
     async def do_prioritize(obj: Any) -> Response:
-        args = extender_args(obj, "prioritize")
+        args = extender_args(obj, "prioritize", engine.nodes)
         scores = engine.prioritize(args.pod, args.names)
         metrics.decisions.labels("prioritize", "scored").inc()
         return _json(host_priority_list(scores))

@@ -441,7 +441,7 @@ class Extender:
 
     # ------------------------------------------------------------------ verbs
 
-    def _candidates(self, names: Sequence[str]) -> tuple[np.ndarray, list[str]]:
+    def _candidates(self, names: Sequence[str], as_rows: bool = False) -> tuple[np.ndarray, list[str]]:
         """Mask of the named nodes, and the names not in the cache. kube-scheduler sends the same
         list pod after pod, so the last few lists are remembered (per generation)."""
         key = tuple(names)
@@ -456,9 +456,14 @@ class Extender:
                 else:
                     rows.append(i)
             hit = (np.array(rows, np.int64), unknown)
-            self._name_sets[key] = hit
-            if len(self._name_sets) > 8:
-                self._name_sets.popitem(last=False)
+            if not as_rows:  # prioritize's lists (the feasible nodes) change pod by pod: not kept
+                self._name_sets[key] = hit
+                if len(self._name_sets) > 8:
+                    self._name_sets.popitem(last=False)
+        else:
+            self._name_sets.move_to_end(key)
+        if as_rows:
+            return hit[0], list(hit[1])
         mask = np.zeros(len(self.arrays), np.bool_)
         mask[hit[0]] = True
         return mask, list(hit[1])
@@ -547,10 +552,15 @@ class Extender:
                                          tie_break_rng(self.settings.seed, pod.key), mask)
                     chosen = decision.node if isinstance(decision, Bind) else -1
                     d = _Decision(self.generation, chosen, self.policy.last_nodes, self.policy.last_scores)
-            score = dict(zip(d.nodes.tolist(), (d.scores * OTHERS_MAX_SCORE // 100).tolist()))
-            score[d.chosen] = MAX_EXTENDER_SCORE
-            index = self.arrays.index
-            return [(n, int(score.get(index.get(n, -2), 0))) for n in names]
+            values = np.zeros(len(self.arrays) + 1, np.int64)  # the last slot stands for unknown nodes
+            values[d.nodes] = d.scores * OTHERS_MAX_SCORE // 100
+            if d.chosen >= 0:
+                values[d.chosen] = MAX_EXTENDER_SCORE
+            rows, unknown = self._candidates(names, as_rows=True)
+            if unknown:  # keep the request's order: look the rows up name by name
+                index, last = self.arrays.index, len(self.arrays)
+                rows = np.array([index.get(n, last) for n in names], np.int64)
+            return list(zip(names, values[rows].tolist()))
 
     def begin_bind(self, uid: str, namespace: str, name: str, node: str,
                    pod: PodInfo | None = None) -> BindPlan | None:

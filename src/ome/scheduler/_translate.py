@@ -24,6 +24,7 @@ bound, so that allocations can be rebuilt from the cluster alone.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections.abc import Iterable, Mapping
@@ -65,19 +66,28 @@ def quantity(value: object, where: str) -> Decimal:
         raise InvalidInput(f"{where}: quantity must be a string or number, got {type(value).__name__}")
     if isinstance(value, float) and not math.isfinite(value):
         raise InvalidInput(f"{where}: quantity {value!r} is not finite")
-    text = str(value).strip()
+    parsed = _parse(str(value))
+    if isinstance(parsed, str):
+        raise InvalidInput(f"{where}: {parsed}")
+    return parsed
+
+
+@functools.lru_cache(maxsize=4096)
+def _parse(value: str) -> Decimal | str:
+    """A quantity string -> Decimal, or the reason it is not one (cached: pods repeat a few sizes)."""
+    text = value.strip()
     match = _QUANTITY.match(text) if len(text) <= 64 else None
     if match is None:
-        raise InvalidInput(f"{where}: {text[:64]!r} is not a Kubernetes quantity")
+        return f"{text[:64]!r} is not a Kubernetes quantity"
     try:
         number = Decimal(match.group(1))
     except InvalidOperation:
-        raise InvalidInput(f"{where}: {text!r} is not a Kubernetes quantity") from None
+        return f"{text!r} is not a Kubernetes quantity"
     if not number.is_finite() or abs(number.adjusted()) > 30:
-        raise InvalidInput(f"{where}: {text!r} is out of range")
+        return f"{text!r} is out of range"
     result = number * _SUFFIX[match.group(2) or ""]
     if result < 0:
-        raise InvalidInput(f"{where}: {text!r} is negative")
+        return f"{text!r} is negative"
     return result
 
 
