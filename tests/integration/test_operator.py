@@ -139,14 +139,14 @@ class Operator:
 
 @pytest.fixture()
 def operator(control_plane: LocalCluster, crds: None, tmp_path: Path) -> Iterator[Callable[..., Operator]]:
-    """operator(test, namespace) starts one; every one started is stopped at teardown (its log
+    """operator(test, namespace[, kubeconfig]) starts one; every one started is stopped at teardown (its log
     tail is printed, which pytest shows for failed tests)."""
     started: list[Operator] = []
 
-    def start(test: str, namespace: str) -> Operator:
+    def start(test: str, namespace: str, kubeconfig: Path | None = None) -> Operator:
         port = _free_port()
         args = [sys.executable, "-c", "from ome.cli import app; app()", "operator", "run",
-                "--kubeconfig", str(control_plane.kubeconfig), "--namespace", namespace,
+                "--kubeconfig", str(kubeconfig or control_plane.kubeconfig), "--namespace", namespace,
                 "--node-selector", f"ome.io/test={test}", "--scheduler-name", "default-scheduler",
                 "--metrics-port", str(port), "--resync", "5"]
         op = Operator(args, tmp_path / f"operator-{len(started)}.log", port).start()
@@ -455,7 +455,7 @@ def test_killing_the_operator_loses_nothing_and_evicts_nothing_extra(
     op = operator(test, namespace)
     create(http, namespace, placement("low", test, 6, 4, ["H100"], priority=10))
     wait_for("6 low Running", lambda: all_running(http, namespace, "low", 6), timeout_s=90)
-    wait_for("low placed in status", lambda: status(http, namespace, "low").get("placedReplicas") == 6, timeout_s=30)
+    wait_for("low running in status", lambda: status(http, namespace, "low").get("runningReplicas") == 6, timeout_s=30)
 
     # 1. a restart with nothing to do changes nothing
     op.kill()
@@ -468,7 +468,8 @@ def test_killing_the_operator_loses_nothing_and_evicts_nothing_extra(
     assert {p["metadata"]["name"]: (p["metadata"]["uid"], p["spec"]["nodeName"], p["metadata"]["resourceVersion"])
             for p in governed(http, namespace, "low")} == snapshot
     assert len(events(http, namespace, "low")) == events_before
-    assert _metric(op, "ome_operator_writes_total") == 0
+    for stage in ("reserve", "evict", "release"):  # no pod written, evicted or deleted
+        assert _metric(op, f'ome_operator_writes_total{{stage="{stage}"}}') <= 0, stage
 
     # 2. killed in the middle of a preemption: two 8-GPU replicas need two nodes' worth of low replicas
     low_uids = {p["metadata"]["uid"] for p in governed(http, namespace, "low")}
@@ -502,7 +503,7 @@ def _metric(op: Operator, name: str) -> float:
         return -1
     total = 0.0
     for line in text.splitlines():
-        if line.startswith(name + " ") or line.startswith(name + "{"):
+        if line.startswith(name + " ") or line.startswith(name + "{") or (name.endswith("}") and line.startswith(name)):
             total += float(line.rsplit(" ", 1)[1])
     return total
 
@@ -563,3 +564,106 @@ def test_printer_columns(crds: None, http: httpx.Client) -> None:
     columns = [c["name"] for c in crd["spec"]["versions"][0]["additionalPrinterColumns"]]
     assert columns[:4] == ["Desired", "Placed", "Running", "Cost/h"]
 
+
+
+@pytest.mark.timeout(240)
+def test_operator_runs_with_only_its_rbac(control_plane: LocalCluster, http: httpx.Client, namespace: str,
+                                          crds: None, tmp_path: Path, operator: Callable[..., Operator]) -> None:
+    """The ClusterRole in deploy/operator/rbac.yaml is enough: run as a service account bound to it."""
+    test = "op-rbac"
+    add_nodes(control_plane, http, test, [n for n in by_model(6, prefix="opb") if n.gpu_model == "H100"])
+    role = next(d for d in yaml.safe_load_all((REPO / "deploy/operator/rbac.yaml").read_text())
+                if d["kind"] == "ClusterRole")
+    name = f"ome-operator-{namespace}"
+    role["metadata"]["name"] = name
+    binding = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding", "metadata": {"name": name},
+               "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": name},
+               "subjects": [{"kind": "ServiceAccount", "name": "ome-operator", "namespace": namespace}]}
+    assert http.post(f"/api/v1/namespaces/{namespace}/serviceaccounts",
+                     json={"metadata": {"name": "ome-operator"}}).status_code == 201
+    assert http.post("/apis/rbac.authorization.k8s.io/v1/clusterroles", json=role).status_code == 201
+    assert http.post("/apis/rbac.authorization.k8s.io/v1/clusterrolebindings", json=binding).status_code == 201
+    try:
+        token = http.post(f"/api/v1/namespaces/{namespace}/serviceaccounts/ome-operator/token",
+                          json={"spec": {"expirationSeconds": 3600}}).json()["status"]["token"]
+        admin = yaml.safe_load(control_plane.kubeconfig.read_text())
+        admin["users"] = [{"name": "operator", "user": {"token": token}}]
+        admin["contexts"][0]["context"]["user"] = "operator"
+        kubeconfig = tmp_path / "operator.kubeconfig"
+        kubeconfig.write_text(yaml.safe_dump(admin))
+        op = operator(test, namespace, kubeconfig)
+        create(http, namespace, placement("rbac", test, 2, 4, ["H100"]))
+        wait_for("2 Running", lambda: all_running(http, namespace, "rbac", 2), timeout_s=90)
+        wait_for("status", lambda: status(http, namespace, "rbac").get("runningReplicas") == 2, timeout_s=30)
+        assert events(http, namespace, "rbac"), "events are posted"
+        assert " 403" not in op.log.read_text() and "Forbidden" not in op.log.read_text()
+    finally:
+        http.delete(f"/apis/rbac.authorization.k8s.io/v1/clusterrolebindings/{name}")
+        http.delete(f"/apis/rbac.authorization.k8s.io/v1/clusterroles/{name}")
+
+
+@pytest.mark.timeout(300)
+def test_with_the_ome_extender(tmp_path: Path, operator: Callable[..., Operator]) -> None:
+    """kube-scheduler with the OME extender (`ome extender serve`) binds governed pods: every pod
+    lands on its planned node, gangs and GPU shares included, and no GPU is over-committed."""
+    from ome.simulations.cluster import ClusterSettings
+
+    from .conftest import require_control_plane
+
+    require_control_plane()
+    port = _free_port()
+    settings = ClusterSettings(directory=tmp_path / "cluster", extender_url=f"http://127.0.0.1:{port}",
+                               controller_manager=False)
+    with LocalCluster(settings) as cluster, cluster.http() as http:
+        _apply_crds(http, "deploy/crds/*.yaml")
+        nodes = by_model(6, prefix="ope")  # 2 H100, 2 A100, 2 L4 (the last of each is on-demand too)
+        test = "op-ext"
+        add_nodes(cluster, http, test, nodes)
+        log = tmp_path / "extender.log"
+        with log.open("ab") as out:
+            extender = subprocess.Popen(
+                [sys.executable, "-m", "ome.scheduler", "serve", "--host", "127.0.0.1", "--port", str(port),
+                 "--kubeconfig", str(cluster.kubeconfig)], stdout=out, stderr=subprocess.STDOUT,
+                start_new_session=True, preexec_fn=_die_with_parent)
+        try:
+            wait_for("extender healthy", lambda: _healthy(f"http://127.0.0.1:{port}/healthz"), timeout_s=90)
+            namespace = "ext"
+            assert http.post("/api/v1/namespaces", json={"metadata": {"name": namespace}}).status_code == 201
+            op = Operator([sys.executable, "-c", "from ome.cli import app; app()", "operator", "run",
+                           "--kubeconfig", str(cluster.kubeconfig), "--node-selector", f"ome.io/test={test}",
+                           "--scheduler-name", "default-scheduler", "--metrics-port", "-1", "--resync", "5"],
+                           tmp_path / "operator.log", 0).start()
+            try:
+                create(http, namespace, placement("whole", test, 3, 4, ["H100"]))
+                create(http, namespace, placement("gang", test, 1, 8, ["A100"], resources={"gpus": 8, "nodesPerReplica": 2}))
+                create(http, namespace, placement("share", test, 4, 0, ["L4"], resources={"gpus": 0, "gpuShare": 250}))
+                pods = wait_for("9 governed pods Running", lambda: len(r := running(list_pods(http, namespace))) == 9 and r,
+                                timeout_s=120)
+            finally:
+                op.stop()
+                print(f"\n--- operator ---\n{op.tail()}")
+        finally:
+            os.killpg(extender.pid, signal.SIGTERM)
+            try:
+                extender.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(extender.pid, signal.SIGKILL)
+                extender.wait()
+    milli: Counter[tuple[str, int]] = Counter()
+    for p in pods:
+        annotations = p["metadata"]["annotations"]
+        assert p["spec"]["nodeName"] == annotations[PLANNED], p["metadata"]["name"]
+        limits = p["spec"]["containers"][0]["resources"]["limits"]
+        share = int(limits.get("ome.io/gpu-milli", 0)) or 1000
+        for g in annotations["ome.io/gpu-index"].split(","):
+            milli[(p["spec"]["nodeName"], int(g))] += share
+    assert max(milli.values()) <= 1000, milli
+    gang_nodes = {p["spec"]["nodeName"] for p in pods if p["metadata"]["name"].startswith("gang-")}
+    assert len(gang_nodes) == 2
+
+
+def _healthy(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=2, trust_env=False).status_code == 200
+    except httpx.HTTPError:
+        return False

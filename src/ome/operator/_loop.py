@@ -17,7 +17,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from . import _names as n
 from ._kube import KubeClient, KubeError
 from ._metrics import Metrics
 from ._model import PodView, Snapshot
@@ -137,7 +136,6 @@ def apply_plan(plan: Plan, kube: KubeClient, workers: int = 8, metrics: Metrics 
     run("release", plan.release, release)
     run("status", plan.statuses, lambda a: kube.patch_placement_status(a.namespace, a.name, a.status))
     run("event", plan.events, kube.post_event)
-    report.expectations = [e for e in report.expectations]
     return report
 
 
@@ -219,4 +217,4 @@ class PlannerLoop:
                 await asyncio.sleep(1.0)
 
 
-__all__ = ["CycleReport", "Expectation", "PlannerLoop", "SnapshotSource", "apply_plan", "n"]
+__all__ = ["CycleReport", "Expectation", "PlannerLoop", "SnapshotSource", "apply_plan"]

@@ -48,7 +48,7 @@ from ome.solver import (
 )
 
 from . import _names as n
-from ._model import Condition, PlacementSpec, PlacementView, PodView, Snapshot, plain, usd
+from ._model import Condition, PlacementSpec, PlacementView, PodView, Snapshot, cpu_milli, mebibytes, plain, usd
 from ._ome import derived_placements
 from ._pods import eligible_mask, plan_annotations, pod_manifest, pod_name, release_patch, reserve_patch
 
@@ -208,8 +208,6 @@ def _priority(spec: PlacementSpec, classes: Mapping[str, int]) -> int:
 
 
 def _template_requests(template: Mapping[str, Any]) -> tuple[int, int]:
-    from ._model import cpu_milli, mebibytes
-
     containers = (template.get("spec") or {}).get("containers") or ()
     cpu = mem = 0
     for c in containers:
@@ -233,7 +231,7 @@ class _Cycle:
                   for c in snap.accelerator_classes.values() if c.on_demand_micro_usd and c.node_selector]
         self.ctx = PlanContext.build(self.nodes, pools, Weights(policy.stranded_weight, policy.cost_weight,
                                                                  policy.spread_weight))
-        self.pool_names = pools
+        self.pools = pools
         self.loaded: dict[tuple[str, str], Assignment] = {}
         self.units: dict[str, VictimUnit] = {}
         self.budgets = {p.key: p.disruptions_allowed for p in snap.pdbs}
@@ -605,7 +603,7 @@ class _Cycle:
 
     def _pool_of(self, node: int) -> str:
         spec_node = self.nodes[node]
-        pool = next((p.name for p in self.pool_names if p.matches(spec_node)), "")
+        pool = next((p.name for p in self.pools if p.matches(spec_node)), "")
         return pool or spec_node.pool
 
     def _status(self, work: _Work) -> tuple[dict[str, Any], PlacementSummary]:
