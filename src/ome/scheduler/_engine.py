@@ -52,6 +52,21 @@ def tie_break_rng(seed: int, pod_key: str) -> np.random.Generator:
     return np.random.default_rng([seed, zlib.crc32(pod_key.encode())])
 
 
+class _LazyRng:
+    """tie_break_rng, built only if place_one meets a tie (building one costs more than a filter's
+    scoring when the score cache is warm)."""
+
+    __slots__ = ("seed", "key", "_rng")
+
+    def __init__(self, seed: int, key: str) -> None:
+        self.seed, self.key, self._rng = seed, key, None
+
+    def integers(self, *args: Any, **kwargs: Any) -> Any:
+        if self._rng is None:
+            self._rng = tie_break_rng(self.seed, self.key)
+        return self._rng.integers(*args, **kwargs)
+
+
 def canonical_order(nodes: Iterable[Node]) -> list[Node]:
     """The node order of the extender's arrays (by name); an in-process replay must use it too."""
     return sorted(nodes, key=lambda n: n.name)
@@ -484,7 +499,8 @@ class Extender:
             mask, unknown = self._candidates(names)
             arrays, request = self.arrays, pod.request
             self.policy.forget()
-            decision = place_one(arrays, request, self.policy, tie_break_rng(self.settings.seed, pod.key), mask)
+            rng: Any = _LazyRng(self.settings.seed, pod.key)
+            decision = place_one(arrays, request, self.policy, rng, mask)
             failed: dict[str, str] = {n: "node is not (yet) in the OME extender's cache" for n in unknown}
             unresolvable: dict[str, str] = {}
             if isinstance(decision, Bind):
@@ -548,8 +564,8 @@ class Extender:
                 else:
                     mask, _ = self._candidates(names)
                     self.policy.forget()
-                    decision = place_one(self.arrays, pod.request, self.policy,
-                                         tie_break_rng(self.settings.seed, pod.key), mask)
+                    rng: Any = _LazyRng(self.settings.seed, pod.key)
+                    decision = place_one(self.arrays, pod.request, self.policy, rng, mask)
                     chosen = decision.node if isinstance(decision, Bind) else -1
                     d = _Decision(self.generation, chosen, self.policy.last_nodes, self.policy.last_scores)
             values = np.zeros(len(self.arrays) + 1, np.int64)  # the last slot stands for unknown nodes
