@@ -131,6 +131,16 @@ def test_deploy_config_in_a_real_kube_scheduler(tmp_path: Path) -> None:
             # Shares pack: four 400s on at most three GPUs (two by two where they fit), never one each.
             assert len([k for k, v in use.items() if v < 1000]) <= 3
 
+            # Hostile input, straight at the extender and through the scheduler: clear 4xx answers,
+            # and the pods after it still get scheduled (the preemption below).
+            ext = f"http://127.0.0.1:{port}"
+            assert httpx.post(f"{ext}/filter", content=b"{oops").status_code == 400
+            assert httpx.post(f"{ext}/bind", json={"PodName": "x", "PodNamespace": NS, "PodUID": "u",
+                                                   "Node": "no-such-node"}).status_code == 404
+            absurd = pod("absurd", milli=5000)
+            assert httpx.post(f"{ext}/filter", json={"Pod": absurd, "NodeNames": ["gpu-a"]}).status_code == 422
+            http.post(f"/api/v1/namespaces/{NS}/pods", json=absurd).raise_for_status()
+
             never = pod("h100", gpus=1)
             never["metadata"]["annotations"] = {"ome.io/gpu-models": "H100"}
             http.post(f"/api/v1/namespaces/{NS}/pods", json=never).raise_for_status()
@@ -148,7 +158,10 @@ def test_deploy_config_in_a_real_kube_scheduler(tmp_path: Path) -> None:
             vip = wait(http, "vip", "bound", timeout_s=90)
             assert vip["spec"]["nodeName"] == "gpu-c"
             assert http.get(f"/api/v1/namespaces/{NS}/pods/low2").json()["spec"]["nodeName"] == "gpu-c"
+            absurd_now = http.get(f"/api/v1/namespaces/{NS}/pods/absurd").json()
+            assert not absurd_now["spec"].get("nodeName")  # refused (422), retried with back-off, never placed
             metrics = httpx.get(f"http://127.0.0.1:{port}/metrics").text
+            assert 'ome_extender_errors_total{reason="bad_request",verb="filter"}' in metrics
             assert 'ome_extender_decisions_total{outcome="candidates",verb="preempt"}' in metrics
     finally:
         for p in reversed(procs):
