@@ -559,6 +559,7 @@ def test_placement_policy_validation(crds: None, http: httpx.Client) -> None:
     assert r.status_code == 422 and "spec.pools[0].onDemandPricePerGpuHour" in r.json()["message"]
 
 
+@pytest.mark.timeout(60)
 def test_printer_columns(crds: None, http: httpx.Client) -> None:
     crd = http.get("/apis/apiextensions.k8s.io/v1/customresourcedefinitions/modelplacements.scheduling.ome.io").json()
     columns = [c["name"] for c in crd["spec"]["versions"][0]["additionalPrinterColumns"]]
