@@ -324,3 +324,11 @@ def test_preempt_prefers_no_pdb_violation_and_drops_hopeless_nodes() -> None:
 def test_preempt_keeps_the_schedulers_proposal_where_the_pod_fits_for_us() -> None:
     e = engine(cluster(("a", "A100", 2)))
     assert e.preempt(pod_from_v1(make_pod("new", gpus=1, priority=5)), {"a": (["x"], 0)}) == {"a": (["x"], 0)}
+
+
+def test_observed_target_comes_from_the_first_pod_list() -> None:
+    e = Extender(ExtenderSettings(), target=None)
+    e.replace_nodes(cluster(("a", "A100", 8)))
+    e.replace_pods([make_pod(f"s{k}", milli=300, node="a", gpu_index=str(k)) for k in range(4)])
+    e.filter(pod_from_v1(make_pod("p", gpus=1)), ["a"])
+    assert e.target is not None and {(s.num_gpu, s.gpu_milli) for s in e.target.shapes} == {(1, 300)}

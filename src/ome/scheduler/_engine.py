@@ -364,6 +364,8 @@ class Extender:
                 if entry.state != BOUND and uid not in self.entries and info is not None and not info.node_name:
                     self.entries[uid] = entry
                     self._pending[uid] = entry
+            if "pods" not in self.synced and self._fixed_target is None:
+                self._target = None  # an observed target: build it from this first list
             self.synced.add("pods")
 
     def pod_event(self, kind: str, obj: Mapping[str, Any]) -> None:
