@@ -7,14 +7,18 @@ never loads the CP-SAT runtime. Import it explicitly:
 """
 
 from ._optimum import FEASIBLE, OPTIMAL, OptimumResult, solve_optimum
+from ._repack import Move, RepackResult, repack
 from ._settings import SolverSettings
 from ._state import verify
 
 __all__ = [
     "FEASIBLE",
     "OPTIMAL",
+    "Move",
     "OptimumResult",
+    "RepackResult",
     "SolverSettings",
+    "repack",
     "solve_optimum",
     "verify",
 ]

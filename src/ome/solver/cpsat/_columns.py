@@ -164,12 +164,26 @@ def exact_pattern(
 class ColumnGeneration:
     """Restricted master + pricing loop: generate(), then floor_counts() or integer_master()."""
 
-    def __init__(self, types: Sequence[NodeType], demand: Mapping[PodShape, int], settings: SolverSettings) -> None:
+    def __init__(
+        self,
+        types: Sequence[NodeType],
+        demand: Mapping[PodShape, int],
+        settings: SolverSettings,
+        *,
+        values: Mapping[PodShape, int] | None = None,
+        minimum: Mapping[PodShape, int] | None = None,
+    ) -> None:
+        """`demand`: pods available per shape; `values`: objective per pod (default: its GPU milli;
+        shapes worth 0 are left out); `minimum`: pods of a shape that must be placed (the
+        rescheduler's already-running pods), which makes those rows ranges."""
         self.types = list(types)
         self.nodes = [t.node() for t in self.types]
-        self.shapes = sorted(s for s, d in demand.items() if s.demand_milli > 0 and d > 0)
+        worth = values if values is not None else {s: s.demand_milli for s in demand}
+        self.shapes = sorted(s for s, d in demand.items() if worth.get(s, 0) > 0 and d > 0)
         self.id = {s: i for i, s in enumerate(self.shapes)}
         self.demand = [demand[s] for s in self.shapes]
+        self.value = [worth[s] for s in self.shapes]
+        self.minimum = [min(self.demand[i], (minimum or {}).get(s, 0)) for i, s in enumerate(self.shapes)]
         self.sizes = _Sizes.of(self.shapes)
         self.fits = [[i for i, s in enumerate(self.shapes) if fits_type(s, n)] for n in self.nodes]
         self.settings = settings
@@ -177,10 +191,11 @@ class ColumnGeneration:
         self.patterns: list[Pattern] = []
         self.pattern_counts: list[dict[int, int]] = []
         self.pattern_milli: list[int] = []
+        self.pattern_value: list[int] = []
         self._seen: set[tuple[int, tuple[int, ...]]] = set()
         self._key_index: dict[tuple[int, tuple[int, ...]], int] = {}
         self.lp = pywraplp.Solver.CreateSolver("GLOP")
-        self.rows = [self.lp.Add(self.lp.Sum([]) <= d, f"d{i}") for i, d in enumerate(self.demand)]
+        self.rows = [self.lp.RowConstraint(lo, d, f"d{i}") for i, (lo, d) in enumerate(zip(self.minimum, self.demand))]
         self.node_rows = [self.lp.Add(self.lp.Sum([]) <= t.count, f"n{ti}") for ti, t in enumerate(self.types)]
         self.lp.Maximize(self.lp.Sum([]))
         self.columns: list[pywraplp.Variable] = []
@@ -199,11 +214,13 @@ class ColumnGeneration:
         self.pattern_counts.append(counts)
         milli = sum(self.sizes.demand[s] * a for s, a in counts.items())
         self.pattern_milli.append(milli)
+        worth = sum(self.value[s] * a for s, a in counts.items())
+        self.pattern_value.append(worth)
         var = self.lp.NumVar(0, self.types[ti].count, f"y{len(self.columns)}")
         for s, a in counts.items():
             self.rows[s].SetCoefficient(var, a)
         self.node_rows[ti].SetCoefficient(var, 1)
-        self.lp.Objective().SetCoefficient(var, milli)
+        self.lp.Objective().SetCoefficient(var, worth)
         self.columns.append(var)
         return True
 
@@ -222,9 +239,11 @@ class ColumnGeneration:
         return self._key_index.get(key)
 
     def _solve_lp(self) -> tuple[float, list[float], list[float]]:
-        if self.lp.Solve() != pywraplp.Solver.OPTIMAL:
-            raise RuntimeError("restricted master LP not optimal")
-        pi = [max(0.0, r.dual_value()) for r in self.rows]
+        status = self.lp.Solve()
+        if status != pywraplp.Solver.OPTIMAL:
+            raise RuntimeError(f"restricted master LP status {status}")
+        # A row with a lower bound may have a negative dual (the pod must be placed).
+        pi = [r.dual_value() if lo > 0 else max(0.0, r.dual_value()) for r, lo in zip(self.rows, self.minimum)]
         mu = [max(0.0, r.dual_value()) for r in self.node_rows]
         return self.lp.Objective().Value(), pi, mu
 
@@ -240,14 +259,14 @@ class ColumnGeneration:
         a short CP-SAT pricing. Patterns are added if their reduced cost at the LP duals
         (`pi_check`, `mu`) is positive."""
         added = 0
-        values = [self.sizes.demand[s] - pi[s] for s in range(len(self.shapes))]
+        values = [self.value[s] - pi[s] for s in range(len(self.shapes))]
         scaled: dict[PodShape, int] | None = None
         for ti, node in enumerate(self.nodes):
             avail = self._avail(ti)
             found = 0
             best: list[tuple[int, tuple[int, ...]]] | None = None
             for layout in greedy_layouts(node, self.fits[ti], values, avail, self.sizes):
-                reduced = sum(self.sizes.demand[s] - pi_check[s] for s, _ in layout) - mu[ti]
+                reduced = sum(self.value[s] - pi_check[s] for s, _ in layout) - mu[ti]
                 if reduced > 1e-6 and self.add_ids(ti, layout):
                     found += 1
                 best = layout if best is None or len(layout) > len(best) else best
@@ -259,7 +278,7 @@ class ColumnGeneration:
                 layout_s, _, _ = exact_pattern(node, scaled, shape_avail, self.settings, exact_seconds, hint)
                 if layout_s:
                     ids = [(self.id[s], g) for s, g in layout_s]
-                    reduced = sum(self.sizes.demand[s] - pi_check[s] for s, _ in ids) - mu[ti]
+                    reduced = sum(self.value[s] - pi_check[s] for s, _ in ids) - mu[ti]
                     if reduced > 1e-6 and self.add_ids(ti, ids):
                         found += 1
             added += found
@@ -268,7 +287,7 @@ class ColumnGeneration:
     def _exact_round(self, pi: Sequence[float], mu: Sequence[float], seconds: float) -> tuple[int, bool]:
         """CP-SAT pricing, biggest types first; (patterns added, every type proven to have none)."""
         pis = [math.ceil(p * DUAL_SCALE - 1e-7) for p in pi]
-        scaled = {s: self.sizes.demand[i] * DUAL_SCALE - pis[i] for i, s in enumerate(self.shapes)}
+        scaled = {s: self.value[i] * DUAL_SCALE - pis[i] for i, s in enumerate(self.shapes)}
         added, proven = 0, True
         end = time.perf_counter() + seconds
         order = sorted(range(len(self.types)), key=lambda t: -self.types[t].count * self.types[t].gpu_count)
@@ -299,7 +318,7 @@ class ColumnGeneration:
         for p in seed_patterns:
             self.add(p)
         for ti, node in enumerate(self.nodes):
-            for layout in greedy_layouts(node, self.fits[ti], self.sizes.demand, self._avail(ti), self.sizes):
+            for layout in greedy_layouts(node, self.fits[ti], self.value, self._avail(ti), self.sizes):
                 self.add_ids(ti, layout)
         iterations, converged = 0, False
         lp_value, pi, mu = self._solve_lp()
@@ -348,11 +367,11 @@ class ColumnGeneration:
                 by_shape[s].append((a, y[k]))
         for s, terms in enumerate(by_shape):
             if terms:
-                model.add(sum(a * v for a, v in terms) <= self.demand[s])
+                model.add_linear_constraint(sum(a * v for a, v in terms), self.minimum[s], self.demand[s])
         for ti, mine in enumerate(by_type):
             if mine:
                 model.add(sum(mine) <= self.types[ti].count)
-        model.maximize(sum(m * v for m, v in zip(self.pattern_milli, y)))
+        model.maximize(sum(m * v for m, v in zip(self.pattern_value, y)))
         for k in range(len(y)):
             model.add_hint(y[k], counts_hint.get(k, 0) if counts_hint else (floor[k] if k < len(floor) else 0))
         solver = self.settings.solver(seconds)

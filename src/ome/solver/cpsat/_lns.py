@@ -31,7 +31,7 @@ class LnsStats:
 
 
 def pick_window(
-    state: PackingState, rng: np.random.Generator, size: int, type_of: Sequence[int]
+    state: PackingState, rng: np.random.Generator, size: int, type_of: Sequence[int], cpu_rich: bool = False
 ) -> list[int]:
     """Seed on a node with idle GPU (weighted by idle milli); fill with idle nodes (mostly of the
     seed's type) and busy nodes of the seed's type."""
@@ -52,7 +52,14 @@ def pick_window(
             window.extend(int(i) for i in rng.choice(cand, size=min(k, cand.size), replace=False))
 
     take(same_idle, size // 2 - 1)
-    take(idle, size // 4)
+    if cpu_rich:
+        # Nodes with the most idle CPU, any type: they can take CPU-hungry pods off the seed's
+        # nodes in exchange for CPU-light ones (the swap that un-strands GPUs).
+        rich = np.argsort(-state.arrays.cpu_free, kind="stable")[: max(16, len(type_of) // 10)]
+        rich = rich[state.arrays.gpu_count[rich] > 0]
+        take(rich, size // 4 + 1)
+    else:
+        take(idle, size // 4)
     take(same_busy, size - len(window))
     take(idle, size - len(window))
     return sorted(window)
@@ -93,7 +100,7 @@ def run_lns(
         if not seed_probe:
             break
         size = window_size(nodes[seed_probe[0]].gpu_count)
-        window = pick_window(state, rng, size, type_of)
+        window = pick_window(state, rng, size, type_of, cpu_rich=mode is Mode.KEEP and stats.windows % 2 == 0)
         kinds = {type_of[i] for i in window}
         reps = [nodes[next(i for i in window if type_of[i] == t)] for t in kinds]
         fit_cache: dict[object, bool] = {}

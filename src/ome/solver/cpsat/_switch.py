@@ -1,0 +1,244 @@
+"""Target-guided migration: move the cluster toward a better packing within a move budget.
+
+1. Target. The offline optimum (``_optimum``) of the placed + waiting GPU pods, warm-started
+   from the current placement (so it packs at least as much). It is advisory: CPU-only pods
+   stay where they are, and running pods it leaves out stay where they are.
+2. Matching. Per node type, each node gets the target node contents that overlap most with
+   what it holds (greedy, best overlap first) and they are laid out on the node around the
+   pods that stay (same GPUs): a *conversion* of the node, with its leaving pods and the
+   (shape, GPUs) slots it offers.
+3. Choice (CP-SAT, ``choose``): the set of conversions that places the most waiting GPU
+   milli such that every leaving pod finds a slot of its shape in another chosen
+   conversion and the leaving pods number at most the budget.
+4. Application: the leaving pods are evicted and re-created in their slots, waiting pods
+   take the free slots (a rescheduler's evict-then-place). The end state is feasible by
+   construction and is replayed through ClusterArrays, which checks every placement.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter, defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+
+import numpy as np
+from ortools.sat.python import cp_model
+
+from ome.domain import MILLI, Assignment
+
+from ._settings import SolverSettings
+from ._shapes import NodeType, PodShape, shape_of
+from ._state import PackingState, Placement
+
+
+def _layout_on(
+    state: PackingState, node: int, counts: Mapping[PodShape, int]
+) -> tuple[list[int], list[tuple[PodShape, tuple[int, ...]]]] | None:
+    """Keep as many of the node's pods as the pattern allows (on their GPUs) and lay the rest
+    out best-fit around them, dropping slots that no longer fit (CPU, memory, GPU)."""
+    gcount = state.nodes[node].gpu_count
+    free = [MILLI] * gcount
+    left = dict(counts)
+    stays: list[int] = []
+    for p in sorted(state.on_node.get(node, ()), key=lambda p: (-state.pods[p].gpu_demand_milli, p)):
+        s = state.shapes[p]
+        if left.get(s, 0) > 0:
+            left[s] -= 1
+            stays.append(p)
+            for g in state.placement[p][1]:
+                free[g] -= s.gpu_milli
+    node_obj = state.nodes[node]
+    cpu = node_obj.cpu_milli - sum(state.pods[p].cpu_milli for p in stays)
+    mem = node_obj.memory_mib - sum(state.pods[p].memory_mib for p in stays)
+    if cpu < 0 or mem < 0:
+        return None
+    arrivals: list[tuple[PodShape, tuple[int, ...]]] = []
+    # Biggest GPU share first; a slot that no longer fits (CPU, memory or GPU) is dropped.
+    for s in sorted((s for s, k in left.items() if k > 0), key=lambda s: (-s.num_gpu, -s.gpu_milli, s)):
+        for _ in range(left[s]):
+            if s.cpu_milli > cpu or s.memory_mib > mem:
+                break
+            if s.is_multi:
+                whole = [g for g in range(gcount) if free[g] == MILLI][: s.num_gpu]
+                if len(whole) < s.num_gpu:
+                    break
+                gpus: tuple[int, ...] = tuple(whole)
+            elif s.is_single:
+                fits = [g for g in range(gcount) if free[g] >= s.gpu_milli]
+                if not fits:
+                    break
+                gpus = (min(fits, key=lambda g: (free[g], g)),)
+            else:
+                gpus = ()
+            for g in gpus:
+                free[g] -= s.gpu_milli
+            cpu -= s.cpu_milli
+            mem -= s.memory_mib
+            arrivals.append((s, gpus))
+    return stays, arrivals
+
+
+def _match(state: PackingState, members: Sequence[int], patterns: Sequence[Counter[PodShape]]) -> dict[int, int]:
+    """node -> index into `patterns` (one entry per target node), most overlap first."""
+    current = {x: Counter(state.shapes[p] for p in state.on_node.get(x, ())) for x in members}
+    distinct: dict[tuple[tuple[PodShape, int], ...], list[int]] = defaultdict(list)
+    for k, counts in enumerate(patterns):
+        distinct[tuple(sorted(counts.items()))].append(k)
+    keys = list(distinct)
+    overlap = np.array([[sum(min(c, current[x].get(s, 0)) for s, c in key) for key in keys] for x in members],
+                       dtype=np.int64).reshape(len(members), len(keys))
+    out: dict[int, int] = {}
+    free_nodes = set(range(len(members)))
+    while free_nodes and any(distinct.values()):
+        alive = np.array([bool(distinct[k]) for k in keys])
+        best_j = np.where(alive[None, :], overlap, -1)
+        rows = sorted(free_nodes)
+        sub = best_j[rows]
+        flat = int(np.argmax(sub))
+        r, j = divmod(flat, sub.shape[1])
+        if sub[r, j] < 0:
+            break
+        node_row = rows[r]
+        out[members[node_row]] = distinct[keys[j]].pop()
+        free_nodes.discard(node_row)
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class Conversion:
+    """Node `node` becomes `stays` (unchanged pods) plus `arrivals` (shape, GPUs) slots."""
+
+    node: int
+    stays: frozenset[int]
+    leavers: tuple[int, ...]
+    arrivals: tuple[tuple[PodShape, tuple[int, ...]], ...]
+
+    def balance(self, shapes: Sequence[PodShape]) -> Counter[PodShape]:
+        out: Counter[PodShape] = Counter(s for s, _ in self.arrivals)
+        out.subtract(shapes[p] for p in self.leavers)
+        return out
+
+
+def choose(
+    state: PackingState, convs: Sequence[Conversion], waiting: set[int], budget: int, settings: SolverSettings, seconds: float
+) -> list[Conversion]:
+    """Which conversions to carry out (CP-SAT):
+
+        x[X] in {0,1};  net_s = sum_X x[X] (arrivals_Xs - leavers_Xs) >= 0   (moved pods land)
+        0 <= new_s <= min(waiting_s, net_s)                                  (waiting pods placed)
+        sum_X x[X] |leavers_X| <= budget
+        maximise  W * sum_s u_s k_s new_s + sum_s new_s - sum_X x[X] |leavers_X|
+    """
+    if not convs or budget <= 0:
+        return []
+    model = cp_model.CpModel()
+    x = [model.new_bool_var(f"x[{c.node}]") for c in convs]
+    net: dict[PodShape, list[tuple[int, cp_model.IntVar]]] = defaultdict(list)
+    for c, v in zip(convs, x):
+        for sh, d in c.balance(state.shapes).items():
+            if d:
+                net[sh].append((d, v))
+    waiting_counts = Counter(state.shapes[p] for p in waiting)
+    gained = []
+    for sh, terms in net.items():
+        expr = sum(d * v for d, v in terms)
+        model.add(expr >= 0)
+        cap = waiting_counts.get(sh, 0)
+        if cap:
+            new = model.new_int_var(0, cap, f"new[{sh.cpu_milli}c,{sh.num_gpu}x{sh.gpu_milli}]")
+            model.add(new <= expr)
+            gained.append((sh, new))
+    moves = sum(len(c.leavers) * v for c, v in zip(convs, x))
+    model.add(moves <= budget)
+    weight = len(waiting) + budget + 1
+    model.maximize(weight * sum(sh.demand_milli * n for sh, n in gained) + sum(n for _, n in gained) - moves)
+    for v in x:
+        model.add_hint(v, 0)
+    solver = settings.solver(seconds)
+    status = solver.solve(model)
+    if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
+        return []
+    return [c for c, v in zip(convs, x) if solver.value(v)]
+
+
+def apply(state: PackingState, chosen: Sequence[Conversion], waiting: set[int]) -> int:
+    """Carry out the conversions at once (movers are evicted, then re-created in their slots,
+    as a rescheduler does); returns the number of moved pods."""
+    leavers: dict[PodShape, list[int]] = defaultdict(list)
+    slots: dict[PodShape, list[Placement]] = defaultdict(list)
+    for c in chosen:
+        for p in c.leavers:
+            leavers[state.shapes[p]].append(p)
+        for sh, gpus in c.arrivals:
+            slots[sh].append((c.node, gpus))
+    waiting_by_shape: dict[PodShape, list[int]] = defaultdict(list)
+    for p in sorted(waiting):
+        waiting_by_shape[state.shapes[p]].append(p)
+    plan: list[tuple[int, Placement]] = []
+    for sh, movers in leavers.items():
+        if len(slots.get(sh, ())) < len(movers):
+            raise AssertionError("conversion plan leaves a running pod without a slot")
+    for sh, places in slots.items():
+        movers = leavers.get(sh, [])
+        fresh = waiting_by_shape.get(sh, [])[: len(places) - len(movers)]
+        plan += list(zip(movers + fresh, places))
+    moved = [p for ps in leavers.values() for p in ps]
+    for p in moved:
+        state.remove(p)
+    for p, where in sorted(plan, key=lambda pw: (-state.pods[pw[0]].num_gpu, pw[0])):
+        state.place(p, where)
+        waiting.discard(p)
+    return len(moved)
+
+
+def migrate(
+    state: PackingState,
+    waiting: set[int],
+    types: Sequence[NodeType],
+    budget: int,
+    settings: SolverSettings,
+    deadline: float,
+) -> int:
+    """Move toward an optimum-style target for the GPU pods; returns moves made (<= budget).
+
+    The target comes from ``solve_optimum`` over placed + waiting GPU pods, warm-started from
+    the current placement, so it never packs less. It is advisory: CPU-only pods stay where
+    they are, and a step runs only when its slot is free.
+    """
+    from ._optimum import solve_optimum  # the optimum imports this module's siblings only
+
+    gpu_pods = [p for p in range(len(state.pods)) if state.pods[p].num_gpu and (p in state.placement or p in waiting)]
+    sub = [state.pods[p] for p in gpu_pods]
+    start = [Assignment(state.pods[p], *state.placement[p]) for p in gpu_pods if p in state.placement]
+    seconds = deadline - time.perf_counter()
+    if seconds <= 0.5:
+        return 0
+    target = solve_optimum(state.nodes, sub, replace(settings, max_time_in_seconds=0.6 * seconds), start=start)
+    if target.allocated_milli <= state.milli - sum(state.pods[p].gpu_demand_milli for p in state.placement
+                                                    if not state.pods[p].num_gpu):
+        return 0
+    target_nodes: dict[int, Counter[PodShape]] = defaultdict(Counter)
+    for a in target.assignments:
+        target_nodes[a.node][shape_of(a.pod)] += 1
+
+    # Matching and per-node layouts.
+    convs: list[Conversion] = []
+    for t in types:
+        targets = [target_nodes[x] for x in t.members if target_nodes.get(x)]
+        matched = _match(state, t.members, targets)
+        for x in t.members:
+            want = Counter(targets[matched[x]]) if x in matched else Counter()
+            for p in state.on_node.get(x, ()):
+                if not state.pods[p].num_gpu:
+                    want[state.shapes[p]] += 1  # CPU-only pods stay put
+            laid = _layout_on(state, x, want)
+            if laid is None:
+                continue  # cannot reach this pattern around the staying pods: keep the node as is
+            stays, arrivals = laid
+            kept = frozenset(stays)
+            leavers = tuple(sorted(p for p in state.on_node.get(x, ()) if p not in kept))
+            if arrivals or leavers:
+                convs.append(Conversion(x, kept, leavers, tuple(arrivals)))
+    chosen = choose(state, convs, waiting, budget, settings, max(0.1, deadline - time.perf_counter()))
+    return apply(state, chosen, waiting)
