@@ -78,10 +78,14 @@ def workload(seed: int, count: int) -> tuple[list[dict[str, Any]], list[dict[str
 def serve(port: int, seed: int, count: int, policy: str) -> None:
     import uvicorn
 
-    from ome.scheduler import Extender, ExtenderSettings, FakeKube, create_app, target_from_csv
+    from ome.scheduler import Extender, ExtenderSettings, FakeKube, create_app
+    from ome.scheduler._target import pods_from_csv
+    from ome.solver import TargetWorkload
 
     nodes, pods = workload(seed, count)
-    engine = Extender(ExtenderSettings(policy=policy), target=target_from_csv(trace_dir() / PODS_CSV))
+    target_pods = pods_from_csv(trace_dir() / PODS_CSV)  # as `ome extender serve --target` does
+    engine = Extender(ExtenderSettings(policy=policy), target=TargetWorkload.from_pods(target_pods),
+                      warm_shapes=target_pods)
     kube = FakeKube(on_pod=engine.pod_event)
     for pod in pods:
         kube.pods[("bench", pod["metadata"]["name"])] = pod
@@ -116,10 +120,14 @@ def percentiles(samples: list[float]) -> dict[str, float]:
 def engine_only(args: argparse.Namespace) -> dict[str, Any]:
     """The same filter/prioritize sequence on an Extender in this process: the decision cost
     without HTTP and JSON (pod translation included)."""
-    from ome.scheduler import Extender, ExtenderSettings, pod_from_v1, target_from_csv
+    from ome.scheduler import Extender, ExtenderSettings, pod_from_v1
+    from ome.scheduler._target import pods_from_csv
+    from ome.solver import TargetWorkload
 
     nodes, pods = workload(args.seed, args.pods)
-    engine = Extender(ExtenderSettings(policy=args.policy), target=target_from_csv(trace_dir() / PODS_CSV))
+    target_pods = pods_from_csv(trace_dir() / PODS_CSV)
+    engine = Extender(ExtenderSettings(policy=args.policy), target=TargetWorkload.from_pods(target_pods),
+                      warm_shapes=target_pods)
     engine.replace_nodes(nodes)
     engine.replace_pods([])
     engine.warm()

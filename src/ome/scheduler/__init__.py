@@ -5,7 +5,7 @@ from ._app import create_app
 from ._engine import BindPlan, Extender, FilterOutcome, Refused, canonical_order, tie_break_rng
 from ._kube import FakeKube, HttpKube, KubeApi, KubeError
 from ._settings import DEFAULT_POLICY, FILTER_CHOSEN, FILTER_FEASIBLE, ExtenderSettings
-from ._target import target_from_csv, target_from_pods
+from ._target import pods_from_csv, target_from_csv, target_from_pods
 from ._translate import (
     ANNOTATION_GPU_INDEX,
     ANNOTATION_GPU_MEMORY,
@@ -42,6 +42,7 @@ __all__ = [
     "node_from_v1",
     "parse_gpu_index",
     "pod_from_v1",
+    "pods_from_csv",
     "target_from_csv",
     "target_from_pods",
     "tie_break_rng",

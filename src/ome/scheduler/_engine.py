@@ -164,8 +164,9 @@ class Extender:
     """Cache + reservations + decisions. Thread-safe; no I/O."""
 
     def __init__(self, settings: ExtenderSettings, target: TargetWorkload | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, warm_shapes: Sequence[PodRequest] = ()) -> None:
         self.settings = settings
+        self.warm_shapes = tuple(warm_shapes)  # extra pod shapes to pre-score (e.g. every shape of the target file)
         self.clock = clock
         self._lock = threading.RLock()
         self._fixed_target = target
@@ -302,6 +303,8 @@ class Extender:
                     shapes.setdefault(self.policy.key(pod), pod)
             for info in self.pods.values():
                 shapes.setdefault(self.policy.key(info.request), info.request)
+            for pod in self.warm_shapes:
+                shapes.setdefault(self.policy.key(pod), pod)
         done = 0
         for pod in list(shapes.values())[:MAX_DECISIONS]:
             if stop is not None and stop.is_set():

@@ -20,6 +20,11 @@ FALLBACK = TargetWorkload.from_pods(
 
 def target_from_csv(path: Path) -> TargetWorkload:
     """Shapes of an openb-style pod list (columns cpu_milli, num_gpu, gpu_milli, optional gpu_spec)."""
+    return TargetWorkload.from_pods(pods_from_csv(path))
+
+
+def pods_from_csv(path: Path) -> list[PodRequest]:
+    """The pods of an openb-style pod list (memory 0: the target workload does not use it)."""
     try:
         handle = path.open(newline="")
     except OSError as exc:
@@ -41,7 +46,7 @@ def target_from_csv(path: Path) -> TargetWorkload:
                 raise InvalidInput(f"{path}:{reader.line_num}: {exc}") from None
     if not pods:
         raise InvalidInput(f"{path}: no pods")
-    return TargetWorkload.from_pods(pods)
+    return pods
 
 
 def target_from_pods(pods: Iterable[PodRequest]) -> TargetWorkload:

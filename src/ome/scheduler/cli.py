@@ -41,7 +41,8 @@ def serve(
     from ._app import create_app
     from ._engine import Extender
     from ._kube import HttpKube
-    from ._target import target_from_csv
+    from ._target import pods_from_csv
+    from ome.solver import TargetWorkload
 
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per watch and bind otherwise
@@ -52,7 +53,9 @@ def serve(
     try:
         settings = ExtenderSettings(policy=policy, seed=seed, target_path=target, filter_mode=filter_mode,
                                     reservation_ttl_s=reservation_ttl)
-        engine = Extender(settings, target=target_from_csv(target) if target else None)
+        target_pods = pods_from_csv(target) if target else []
+        engine = Extender(settings, target=TargetWorkload.from_pods(target_pods) if target_pods else None,
+                          warm_shapes=target_pods)
     except (InvalidInput, ValueError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
