@@ -29,12 +29,12 @@ class FgdPolicy:
     def __init__(self, target: TargetWorkload) -> None:
         self.target = target
         self._model: FragModel | None = None
-        self._cluster_id = -1
+        self._owner: list[str] | None = None
 
     def _frag(self, cluster: ClusterArrays) -> FragModel:
-        if self._model is None or self._cluster_id != id(cluster.models):
+        if self._model is None or self._owner is not cluster.models:  # one FragModel per cluster layout
             self._model = FragModel(self.target, cluster)
-            self._cluster_id = id(cluster.models)
+            self._owner = cluster.models
         return self._model
 
     def gpu_scores(self, cluster: ClusterArrays, pod: PodRequest, nodes: IntArray) -> IntArray:
