@@ -157,19 +157,31 @@ def aggregate_model(types: Sequence[NodeType], demand: Mapping[PodShape, int]) -
 
 
 def aggregate_bound_lp(types: Sequence[NodeType], demand: Mapping[PodShape, int]) -> int:
-    """The relaxation's LP optimum (GLOP), rounded down: a bound in milliseconds of solve time."""
+    """The relaxation's LP bound (GLOP), made safe by weak duality and rounded down.
+
+    GLOP's optimum carries floating-point tolerances, so its objective is not used as such:
+    for any duals y >= 0, sum_i rhs_i y_i + sum_j ub_j max(0, c_j - a_j . y) bounds the LP
+    (and so the integer problem) from above; that sum is evaluated from GLOP's duals.
+    """
     agg = aggregate_model(types, demand)
     if not agg.columns:
         return 0
     lp = pywraplp.Solver.CreateSolver("GLOP")
     x = [lp.NumVar(0, ub, f"x{k}") for k, ub in enumerate(agg.upper)]
-    for row, rhs in agg.rows:
-        lp.Add(lp.Sum([c * x[k] for c, k in row]) <= rhs)
+    constraints = [lp.Add(lp.Sum([c * x[k] for c, k in row]) <= rhs) for row, rhs in agg.rows]
     lp.Maximize(lp.Sum([c * v for c, v in zip(agg.objective, x)]))
     if lp.Solve() != pywraplp.Solver.OPTIMAL:
         raise RuntimeError("aggregate LP not optimal")
-    # GLOP's tolerances are ~1e-7 relative; round down only past a safety margin of 1 milli.
-    return int(math.floor(lp.Objective().Value() + 1.0))
+    duals = [max(0.0, c.dual_value()) for c in constraints]
+    reduced = [float(c) for c in agg.objective]
+    total = 0.0
+    for (row, rhs), y in zip(agg.rows, duals):
+        if y:
+            total += rhs * y
+            for coef, k in row:
+                reduced[k] -= coef * y
+    total += sum(ub * r for ub, r in zip(agg.upper, reduced) if r > 0)
+    return int(math.floor(total * (1 + 1e-12) + 1e-6))
 
 
 @dataclass(frozen=True, slots=True)

@@ -127,6 +127,9 @@ def run_lns(
         stats.window_status[answer.status] += 1
         if answer.status == "UNKNOWN":
             continue
+        whole = len(window) >= int((state.arrays.gpu_count > 0).sum())
+        if whole and answer.status == "OPTIMAL" and answer.milli == before and len(answer.placements) == len(current):
+            break  # the window is the whole cluster and nothing better exists
         placed_before = len(current)
         better = answer.milli > before or (answer.milli == before and len(answer.placements) > placed_before)
         if not better and not (mode is Mode.FREE and answer.milli == before):
@@ -140,4 +143,6 @@ def run_lns(
         stats.moves += answer.moves
         if better:
             stats.improved += 1
+        if whole and answer.status == "OPTIMAL":
+            break  # solved the whole cluster exactly
     return stats

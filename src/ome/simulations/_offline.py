@@ -1,0 +1,209 @@
+"""Offline settings for the replay: the CP-SAT optimum and online + periodic repack.
+
+Both take the same inflated, shuffled arrival sequence as the online policies
+(``_replay.arrival_sequence``) and report unallocated GPU % at the same arrived levels: the
+level L is reached by the shortest prefix of the sequence whose GPU demand is at least
+L % of capacity, exactly where ``_replay.replay`` records it.
+
+- ``optimum_levels``: for each level, the most GPU milli the prefix's pods allow when packed
+  all at once (``ome.solver.cpsat.solve_optimum``), with the proven bound. Levels are solved
+  in increasing order, each warm-started from the previous level's packing (prefixes nest).
+  These numbers are a different setting from the online ones: no arrival order at all.
+- ``replay_with_repack``: the online replay with a base policy, where pods that do not fit
+  wait (instead of failing for good) and every `every_pods` arrivals a repack
+  (``ome.solver.cpsat.repack``) may move up to `budget_moves` running pods to place them.
+  Also a different setting from strict online (it migrates pods).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+
+import numpy as np
+
+from ome.domain import MILLI, Assignment, Node, PodRequest
+from ome.solver import Bind, ClusterArrays, TargetWorkload, make_policy, place_one
+from ome.solver.cpsat import OptimumResult, SolverSettings, repack, solve_optimum
+
+from ._replay import CURVE_LEVELS, LEVELS, ReplayResult
+
+OPTIMUM = "optimum"
+OME_REPACK = "ome-repack"
+
+
+def level_prefixes(sequence: Sequence[PodRequest], capacity_milli: int, levels: Sequence[int] = LEVELS) -> dict[int, int]:
+    """level -> number of pods in the shortest prefix whose GPU demand reaches level % of capacity.
+
+    Levels the whole sequence does not reach are left out."""
+    out: dict[int, int] = {}
+    pending = sorted(levels)
+    arrived = 0
+    for i, pod in enumerate(sequence):
+        arrived += pod.gpu_demand_milli
+        while pending and arrived * 100 >= pending[0] * capacity_milli:
+            out[pending.pop(0)] = i + 1
+    return out
+
+
+def solve_levels(
+    nodes: Sequence[Node], sequence: Sequence[PodRequest], levels: Sequence[int] = LEVELS,
+    settings: SolverSettings = SolverSettings(),
+) -> dict[int, OptimumResult]:
+    """The optimum at each reached level (settings.max_time_in_seconds per level)."""
+    capacity = sum(n.gpu_count for n in nodes) * MILLI
+    out: dict[int, OptimumResult] = {}
+    start: list[Assignment] | None = None
+    for level, count in sorted(level_prefixes(sequence, capacity, levels).items()):
+        result = solve_optimum(nodes, sequence[:count], settings, start=start)
+        out[level] = result
+        start = result.assignments
+    return out
+
+
+def optimum_levels(
+    nodes: Sequence[Node], sequence: Sequence[PodRequest], levels: Sequence[int] = LEVELS,
+    settings: SolverSettings = SolverSettings(),
+) -> dict[int, tuple[float, float, float]]:
+    """level -> (best unallocated GPU %, bound on it, gap in points = best - bound).
+
+    best: the packing found (verified feasible); bound: no packing can leave less than this
+    unallocated. Takes up to settings.max_time_in_seconds per level (about 10 s by default).
+    """
+    capacity = sum(n.gpu_count for n in nodes) * MILLI
+    out: dict[int, tuple[float, float, float]] = {}
+    for level, r in solve_levels(nodes, sequence, levels, settings).items():
+        best = 100.0 - 100.0 * r.allocated_milli / capacity
+        bound = 100.0 - 100.0 * r.bound_milli / capacity
+        out[level] = (best, bound, best - bound)
+    return out
+
+
+def optimum_replay(
+    nodes: Sequence[Node], sequence: Sequence[PodRequest], seed: int, settings: SolverSettings = SolverSettings()
+) -> ReplayResult:
+    """optimum_levels as a ReplayResult: unallocated_pct = best; extra bound_<L>, gap_<L>, seconds_<L>."""
+    t0 = time.perf_counter()
+    capacity = sum(n.gpu_count for n in nodes) * MILLI
+    result = ReplayResult(OPTIMUM, seed)
+    for level, r in solve_levels(nodes, sequence, LEVELS, settings).items():
+        best = 100.0 - 100.0 * r.allocated_milli / capacity
+        result.unallocated_pct[level] = best
+        result.curve[level] = best
+        result.extra[f"bound_{level}"] = 100.0 - 100.0 * r.bound_milli / capacity
+        result.extra[f"gap_{level}"] = (r.bound_milli - r.allocated_milli) * 100.0 / capacity
+        result.extra[f"seconds_{level}"] = r.seconds
+        result.placed = len(r.assignments)
+        result.allocated_pct_final = 100.0 * r.allocated_milli / capacity
+    result.seconds = time.perf_counter() - t0
+    return result
+
+
+def replay_with_repack(
+    nodes: Sequence[Node],
+    sequence: Sequence[PodRequest],
+    base_policy: str,
+    target: TargetWorkload | None,
+    seed: int,
+    every_pods: int = 500,
+    budget_moves: int = 200,
+    settings: SolverSettings = SolverSettings(),
+    *,
+    keep_placements: bool = False,
+) -> ReplayResult:
+    """Online replay with `base_policy` plus a repack every `every_pods` arrivals.
+
+    A pod that does not fit waits; a repack runs only when some pod waits, may move up to
+    `budget_moves` running pods and places waiting pods (settings.max_time_in_seconds per
+    repack). Returns a ReplayResult named "ome-repack": unallocated_pct at the levels (as
+    the online replay records them), failed = pods still waiting at the end, and extra
+    moves (total pods moved), repacks, repack_seconds, placed_by_repack. keep_placements:
+    also list the final (pod, node, GPUs) in result.placements.
+    """
+    if every_pods < 1:
+        raise ValueError("every_pods must be >= 1")
+    t0 = time.perf_counter()
+    cluster = ClusterArrays(nodes)
+    policy = make_policy(base_policy, seed=seed, target=target)
+    rng = np.random.default_rng(seed)
+    result = ReplayResult(OME_REPACK, seed)
+    capacity = cluster.gpu_capacity_milli
+    assignments: dict[int, Assignment] = {}
+    waiting: list[int] = []
+    arrived = 0
+    levels, curve = list(LEVELS), list(CURVE_LEVELS)
+    moves = repacks = placed_by_repack = 0
+    repack_seconds = 0.0
+    for i, pod in enumerate(sequence):
+        arrived += pod.gpu_demand_milli
+        decision = place_one(cluster, pod, policy, rng)
+        if isinstance(decision, Bind):
+            assignments[i] = cluster.allocate(pod, decision.node, decision.gpus)
+            policy.observe(cluster, pod, decision.node, decision.gpus)
+        else:
+            waiting.append(i)
+        if (i + 1) % every_pods == 0 and waiting:
+            order = sorted(assignments)
+            r = repack(nodes, [assignments[k] for k in order], budget_moves, settings,
+                       pending=[sequence[k] for k in waiting])
+            repacks += 1
+            moves += len(r.moves)
+            repack_seconds += r.seconds
+            cluster, assignments, waiting, newly = _apply_repack(nodes, sequence, order, waiting, r.new_assignments)
+            placed_by_repack += newly
+        allocated = cluster.allocated_gpu_milli()
+        unalloc = 100.0 - 100.0 * allocated / capacity
+        while curve and arrived * 100 >= curve[0] * capacity:
+            result.curve[curve.pop(0)] = unalloc
+        while levels and arrived * 100 >= levels[0] * capacity:
+            result.unallocated_pct[levels.pop(0)] = unalloc
+    result.placed = len(assignments)
+    result.failed = len(waiting)
+    if keep_placements:
+        result.placements = [(a.pod.name, nodes[a.node].name, a.gpus) for _, a in sorted(assignments.items())]
+    result.allocated_pct_final = 100.0 * cluster.allocated_gpu_milli() / capacity
+    result.seconds = time.perf_counter() - t0
+    result.extra.update(moves=moves, repacks=repacks, repack_seconds=repack_seconds, placed_by_repack=placed_by_repack,
+                        every_pods=every_pods, budget_moves=budget_moves)
+    return result
+
+
+def _apply_repack(
+    nodes: Sequence[Node], sequence: Sequence[PodRequest], placed: Sequence[int], waiting: Sequence[int],
+    new: Sequence[Assignment],
+) -> tuple[ClusterArrays, dict[int, Assignment], list[int], int]:
+    """Rebuild the cluster from the repack's assignments, mapping them back to sequence indices.
+
+    repack() returns one Assignment per placed pod, its pods being the inputs (placed first,
+    then waiting) in that order, so pods are matched by identity in input order.
+    """
+    candidates = list(placed) + list(waiting)
+    by_pod: dict[int, list[int]] = {}
+    for k in candidates:
+        by_pod.setdefault(id(sequence[k]), []).append(k)
+    cluster = ClusterArrays(nodes)
+    assignments: dict[int, Assignment] = {}
+    for a in new:
+        k = by_pod[id(a.pod)].pop(0)
+        assignments[k] = cluster.allocate(a.pod, a.node, a.gpus)
+    missing = [k for k in placed if k not in assignments]
+    if missing:
+        raise AssertionError(f"repack dropped {len(missing)} running pods")
+    still = [k for k in waiting if k not in assignments]
+    return cluster, assignments, still, len(waiting) - len(still)
+
+
+def _optimum_runner(nodes: Sequence[Node], sequence: Sequence[PodRequest], target: TargetWorkload, seed: int) -> ReplayResult:
+    return optimum_replay(nodes, sequence, seed, SolverSettings(max_time_in_seconds=10.0, random_seed=seed))
+
+
+def _repack_runner(nodes: Sequence[Node], sequence: Sequence[PodRequest], target: TargetWorkload, seed: int) -> ReplayResult:
+    return replay_with_repack(nodes, sequence, "bestfit", target, seed, every_pods=500, budget_moves=200,
+                              settings=SolverSettings(max_time_in_seconds=20.0, random_seed=seed))
+
+
+# name -> runner(nodes, sequence, target, seed); picked up by _run (the CLI's --policy).
+RUNNERS = {OPTIMUM: _optimum_runner, OME_REPACK: _repack_runner}
+
+__all__ = ["OME_REPACK", "OPTIMUM", "RUNNERS", "level_prefixes", "optimum_levels", "optimum_replay",
+           "replay_with_repack", "solve_levels"]

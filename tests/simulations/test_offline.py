@@ -1,0 +1,72 @@
+"""ome.simulations._offline: the optimum per arrived level and the replay with repacks."""
+
+from __future__ import annotations
+
+from ome.domain import MILLI, ClusterState, Node, PodRequest
+from ome.simulations._offline import level_prefixes, optimum_levels, replay_with_repack, solve_levels
+from ome.simulations._replay import LEVELS, arrival_sequence, replay
+from ome.solver import ClusterArrays, TargetWorkload, make_policy
+from ome.solver.cpsat import SolverSettings, verify
+
+FAST = SolverSettings(max_time_in_seconds=0.5, num_workers=1, random_seed=3)
+
+
+def small_cluster() -> tuple[list[Node], list[PodRequest]]:
+    """8 nodes of two shapes (CPU-poor 4-GPU, CPU-rich 2-GPU) and a mix like the trace's."""
+    nodes = [Node(f"g{i}", 24_000, 96_000, "G2", 4) for i in range(5)] + [
+        Node(f"t{i}", 52_000, 256_000, "T4", 2) for i in range(3)
+    ]
+    shapes = [  # (cpu, mem, gpus, milli, copies)
+        (11_000, 24_000, 1, 1000, 6), (3_000, 5_000, 1, 810, 5), (18_000, 32_000, 1, 1000, 3),
+        (8_000, 16_000, 1, 470, 4), (4_000, 8_000, 1, 320, 3), (6_000, 12_000, 2, 1000, 1),
+        (12_000, 40_000, 0, 0, 3),
+    ]
+    pods = [PodRequest(f"p{k}-{j}", c, m, g, u) for k, (c, m, g, u, n) in enumerate(shapes) for j in range(n)]
+    return nodes, pods
+
+
+def test_level_prefixes_are_where_demand_first_reaches_the_level() -> None:
+    pods = [PodRequest(f"p{i}", 1, 1, 1, MILLI) for i in range(5)]  # 1 GPU each, capacity 4 GPUs
+    assert level_prefixes(pods, 4 * MILLI, (50, 75, 100, 120, 130)) == {50: 2, 75: 3, 100: 4, 120: 5}
+
+
+def test_optimum_levels_report_best_bound_and_gap_consistently() -> None:
+    nodes, pods = small_cluster()
+    capacity = sum(n.gpu_count for n in nodes) * MILLI
+    seq = arrival_sequence(pods, capacity, 1.3, seed=5)
+    levels = optimum_levels(nodes, seq, LEVELS, FAST)
+    assert set(levels) == set(level_prefixes(seq, capacity, LEVELS))
+    online = replay(ClusterArrays(nodes), seq, make_policy("bestfit"), seed=5, target=TargetWorkload.from_pods(pods))
+    for level, (best, bound, gap) in levels.items():
+        assert best >= bound - 1e-9 and abs(gap - (best - bound)) < 1e-9
+        # The online packing of the same prefix is one feasible packing: the optimum is no worse.
+        assert best <= online.unallocated_pct[level] + 1e-9, level
+        assert bound >= 100.0 - level - 1e-9  # nothing beats placing every arrived pod
+
+
+def test_solve_levels_packings_are_feasible_and_nested_prefixes_only() -> None:
+    nodes, pods = small_cluster()
+    capacity = sum(n.gpu_count for n in nodes) * MILLI
+    seq = arrival_sequence(pods, capacity, 1.3, seed=8)
+    prefixes = level_prefixes(seq, capacity, (100, 130))
+    for level, result in solve_levels(nodes, seq, (100, 130), FAST).items():
+        allowed = {id(p) for p in seq[: prefixes[level]]}
+        assert all(id(a.pod) in allowed for a in result.assignments)
+        assert verify(nodes, result.assignments) == result.allocated_milli
+
+
+def test_replay_with_repack_keeps_a_feasible_cluster_and_counts_moves() -> None:
+    nodes, pods = small_cluster()
+    capacity = sum(n.gpu_count for n in nodes) * MILLI
+    seq = arrival_sequence(pods, capacity, 1.3, seed=2)
+    result = replay_with_repack(nodes, seq, "bestfit", None, seed=2, every_pods=10, budget_moves=3,
+                                settings=FAST, keep_placements=True)
+    assert result.policy == "ome-repack"
+    assert result.placed + result.failed == len(seq)
+    assert result.extra["moves"] <= 3 * result.extra["repacks"]
+    assert set(result.unallocated_pct) == set(level_prefixes(seq, capacity, LEVELS))
+    state = ClusterState(nodes)
+    by_name = {p.name: p for p in seq}
+    for name, node, gpus in result.placements:
+        state.allocate(by_name[name], state.index_of(node), gpus)
+    assert abs(100.0 * state.allocated_gpu_milli() / capacity - result.allocated_pct_final) < 1e-9

@@ -1,0 +1,244 @@
+"""ome.solver.cpsat: the offline optimum and the repack.
+
+Tiny instances are checked against brute force; everything any solver returns is replayed
+through ome.domain.ClusterState, the exact reference allocator.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from ome.domain import MILLI, Assignment, ClusterState, Node, PodRequest
+from ome.solver.cpsat import OPTIMAL, SolverSettings, repack, solve_optimum, verify
+from ome.solver.cpsat._bound import aggregate_bound_lp, dual_feasible_functions
+from ome.solver.cpsat._shapes import group_pods, node_types
+
+FAST = SolverSettings(max_time_in_seconds=2.0, num_workers=1, random_seed=1)
+
+
+def node(name: str, gpus: int = 2, cpu: int = 16_000, mem: int = 64_000, model: str = "T4") -> Node:
+    return Node(name, cpu, mem, model if gpus else "", gpus)
+
+
+def pod(name: str, cpu: int = 1_000, mem: int = 1_000, gpus: int = 1, milli: int = MILLI, models: Sequence[str] = ()) -> PodRequest:
+    return PodRequest(name, cpu, mem, gpus, milli if gpus else 0, frozenset(models))
+
+
+# --- brute force ------------------------------------------------------------------------
+
+def brute_force(nodes: Sequence[Node], pods: Sequence[PodRequest]) -> int:
+    """Most GPU milli over every way to place or skip each pod (every node, every GPU set)."""
+    best = 0
+
+    def go(i: int, state: ClusterState, milli: int) -> None:
+        nonlocal best
+        best = max(best, milli)
+        if i == len(pods) or milli + sum(p.gpu_demand_milli for p in pods[i:]) <= best:
+            return
+        p = pods[i]
+        for n in range(len(nodes)):
+            if not state.check(p, n).ok:
+                continue
+            usable = state.usable_gpus(p, n) if p.num_gpu else []
+            for gpus in itertools.combinations(usable, p.num_gpu):
+                a = state.allocate(p, n, gpus)
+                go(i + 1, state, milli + p.gpu_demand_milli)
+                state.release(a)
+        go(i + 1, state, milli)
+
+    go(0, ClusterState(nodes), 0)
+    return best
+
+
+def test_brute_force_helper_sees_cpu_limits() -> None:
+    # Two 1-GPU pods of 10 cores on one 2-GPU, 16-core node: only one fits.
+    assert brute_force([node("a")], [pod("p", cpu=10_000), pod("q", cpu=10_000)]) == MILLI
+
+
+# --- the optimum --------------------------------------------------------------------------
+
+def test_sharing_pods_must_pair_on_one_gpu() -> None:
+    # One 1-GPU node. 600 + 400 fill the GPU exactly; 700 fits with neither. Best = 1000.
+    nodes = [node("a", gpus=1)]
+    pods = [pod("x", milli=700), pod("y", milli=600), pod("z", milli=400)]
+    result = solve_optimum(nodes, pods, FAST)
+    assert result.allocated_milli == 1000 == brute_force(nodes, pods)
+    assert verify(nodes, result.assignments) == 1000
+    assert result.bound_milli >= result.allocated_milli
+
+
+def test_cpu_decides_which_pods_go_where() -> None:
+    # Node a: 2 GPUs, 4 cores; node b: 2 GPUs, 40 cores. Two CPU-hungry (16 cores) and two
+    # CPU-light (2 cores) whole-GPU pods: all four fit only if the hungry ones go to b.
+    nodes = [node("a", cpu=4_000), node("b", cpu=40_000)]
+    pods = [pod("h1", cpu=16_000), pod("l1", cpu=2_000), pod("h2", cpu=16_000), pod("l2", cpu=2_000)]
+    result = solve_optimum(nodes, pods, FAST)
+    assert result.allocated_milli == 4 * MILLI
+    assert result.status == OPTIMAL
+    on = {a.pod.name: nodes[a.node].name for a in result.assignments}
+    assert on["h1"] == on["h2"] == "b"
+
+
+def test_multi_gpu_pod_needs_whole_gpus_on_one_node() -> None:
+    # Two 2-GPU nodes, one sharing pod on each would block the 2-GPU pod; best packs the
+    # sharing pods together on one GPU and gives the 2-GPU pod a whole node.
+    nodes = [node("a"), node("b")]
+    pods = [pod("s1", milli=500), pod("s2", milli=500), pod("m", gpus=2)]
+    result = solve_optimum(nodes, pods, FAST)
+    assert result.allocated_milli == 3 * MILLI == brute_force(nodes, pods)
+
+
+def test_gpu_model_and_memory_rules_hold() -> None:
+    nodes = [Node("t4", 16_000, 64_000, "T4", 1, 16_384), Node("a100", 16_000, 64_000, "A100", 1, 81_920)]
+    big = PodRequest("needs-a100", 1_000, 1_000, 1, MILLI, frozenset({"A100"}))
+    mem = PodRequest("needs-32g", 1_000, 1_000, 1, MILLI, min_gpu_memory_mib=32_768)
+    result = solve_optimum(nodes, [big, mem], FAST)
+    # Both want the A100: only one GPU-milli's worth fits.
+    assert result.allocated_milli == MILLI
+    assert all(nodes[a.node].gpu_model == "A100" for a in result.assignments)
+
+
+def test_cpu_only_pods_are_left_out_and_demand_is_reported() -> None:
+    nodes = [node("a")]
+    pods = [pod("cpu", gpus=0), pod("g")]
+    result = solve_optimum(nodes, pods, FAST)
+    assert [a.pod.name for a in result.assignments] == ["g"]
+    assert result.demand_milli == MILLI and result.capacity_milli == 2 * MILLI
+
+
+def test_start_is_used_and_never_lost() -> None:
+    nodes = [node("a"), node("b")]
+    pods = [pod(f"p{i}", milli=m) for i, m in enumerate([800, 300, 700, 200, 600, 400])]
+    start = [Assignment(pods[0], 0, (0,)), Assignment(pods[2], 1, (1,))]
+    result = solve_optimum(nodes, pods, FAST, start=start)
+    assert result.allocated_milli == brute_force(nodes, pods) == 3000
+
+
+@st.composite
+def tiny_instances(draw: st.DrawFn) -> tuple[list[Node], list[PodRequest]]:
+    n_nodes = draw(st.integers(1, 2))
+    nodes = [node(f"n{i}", gpus=draw(st.integers(1, 2)), cpu=draw(st.sampled_from([4_000, 8_000, 16_000])))
+             for i in range(n_nodes)]
+    pods = []
+    for i in range(draw(st.integers(2, 7))):
+        kind = draw(st.sampled_from(["share", "whole", "multi", "cpu"]))
+        cpu = draw(st.sampled_from([1_000, 3_000, 6_000]))
+        if kind == "share":
+            pods.append(pod(f"p{i}", cpu=cpu, milli=draw(st.sampled_from([200, 300, 500, 700]))))
+        elif kind == "whole":
+            pods.append(pod(f"p{i}", cpu=cpu))
+        elif kind == "multi":
+            pods.append(pod(f"p{i}", cpu=cpu, gpus=2))
+        else:
+            pods.append(pod(f"p{i}", cpu=cpu, gpus=0))
+    return nodes, pods
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(tiny_instances())
+def test_optimum_matches_brute_force_and_bound_is_sound(instance: tuple[list[Node], list[PodRequest]]) -> None:
+    nodes, pods = instance
+    result = solve_optimum(nodes, pods, SolverSettings(max_time_in_seconds=1.0, num_workers=1))
+    exact = brute_force(nodes, pods)
+    assert verify(nodes, result.assignments) == result.allocated_milli
+    assert result.allocated_milli == exact
+    assert result.bound_milli >= exact
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.sampled_from([50, 110, 160, 230, 320, 470, 500, 650, 810, 1000]), min_size=1, max_size=8))
+def test_dual_feasible_functions_never_exceed_capacity(items: list[int]) -> None:
+    # Any item set that fits one GPU keeps sum f(x) <= f(1000) for every DFF the bound uses.
+    if sum(items) > MILLI:
+        return
+    for f in dual_feasible_functions(MILLI, [50, 110, 160, 230, 320, 470, 500]):
+        assert sum(f(x) for x in items) <= f(MILLI)
+
+
+def test_aggregate_bound_cuts_below_naive_capacity() -> None:
+    # Four 700-milli pods on two 1-GPU... on one 2-GPU node: only two fit (one per GPU);
+    # the GPU-level DFF u^(1) proves it although 4 x 700 = 2800 > 2000 is all the sum sees.
+    nodes = [node("a")]
+    pods = [pod(f"p{i}", milli=700) for i in range(4)]
+    counts = {s: len(v) for s, v in group_pods(pods).items()}
+    assert aggregate_bound_lp(node_types(nodes), counts) == 1400 == brute_force(nodes, pods)
+
+
+def test_settings_validate_and_map_onto_parameters() -> None:
+    with pytest.raises(ValueError):
+        SolverSettings(max_time_in_seconds=0)
+    with pytest.raises(ValueError):
+        SolverSettings(num_workers=0)
+    solver = SolverSettings(max_time_in_seconds=3.0, num_workers=2, random_seed=7).solver()
+    assert solver.parameters.max_time_in_seconds == 3.0
+    assert solver.parameters.num_workers == 2
+    assert solver.parameters.random_seed == 7
+
+
+# --- the repack -----------------------------------------------------------------------------
+
+def online(nodes: Sequence[Node], pods: Sequence[PodRequest]) -> tuple[list[Assignment], list[PodRequest]]:
+    """First fit, lowest GPU index first: a deliberately poor packing for the repack to fix."""
+    state = ClusterState(nodes)
+    placed, pending = [], []
+    for p in pods:
+        for n in range(len(nodes)):
+            if state.check(p, n).ok:
+                placed.append(state.allocate(p, n, state.usable_gpus(p, n)[: p.num_gpu]))
+                break
+        else:
+            pending.append(p)
+    return placed, pending
+
+
+def test_repack_makes_room_for_a_waiting_pod() -> None:
+    # First fit puts a 500 on each of a's GPUs, so the whole-GPU pod waits. One move (a 500
+    # joining the other on one GPU) frees a whole GPU.
+    nodes = [node("a")]
+    pods = [pod("s1", milli=500), pod("s2", milli=500), pod("w")]
+    state = ClusterState(nodes)
+    placed = [state.allocate(pods[0], 0, (0,)), state.allocate(pods[1], 0, (1,))]
+    result = repack(nodes, placed, 1, FAST, pending=[pods[2]])
+    assert len(result.moves) == 1
+    assert result.allocated_after == 2000 > result.allocated_before == 1000
+    assert [p.name for p in result.placed] == ["w"]
+    assert verify(nodes, result.new_assignments) == result.allocated_after
+
+
+def test_repack_with_no_budget_moves_nothing() -> None:
+    nodes = [node("a")]
+    pods = [pod("s1", milli=500), pod("s2", milli=500), pod("w")]
+    state = ClusterState(nodes)
+    placed = [state.allocate(pods[0], 0, (0,)), state.allocate(pods[1], 0, (1,))]
+    result = repack(nodes, placed, 0, FAST, pending=[pods[2]])
+    assert result.moves == [] and result.allocated_after == 1000
+
+
+@st.composite
+def repack_instances(draw: st.DrawFn) -> tuple[list[Node], list[PodRequest], int]:
+    nodes, pods = draw(tiny_instances())
+    extra = [pod(f"x{i}", milli=draw(st.sampled_from([300, 500, 1000])), cpu=draw(st.sampled_from([1_000, 6_000])))
+             for i in range(draw(st.integers(0, 4)))]
+    return nodes, pods + extra, draw(st.integers(0, 3))
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(repack_instances())
+def test_repack_stays_feasible_and_within_budget(instance: tuple[list[Node], list[PodRequest], int]) -> None:
+    nodes, pods, budget = instance
+    placed, pending = online(nodes, pods)
+    result = repack(nodes, placed, budget, SolverSettings(max_time_in_seconds=0.5, num_workers=1), pending=pending)
+    assert verify(nodes, result.new_assignments) == result.allocated_after
+    assert len(result.moves) <= budget
+    assert result.allocated_after >= result.allocated_before
+    assert result.bound >= result.allocated_after
+    before = {id(a.pod): (a.node, a.gpus) for a in placed}
+    after = {id(a.pod): (a.node, a.gpus) for a in result.new_assignments}
+    assert set(before) <= set(after), "a running pod was evicted"
+    changed = {k for k in before if before[k] != after[k]}
+    assert changed == {id(m.pod) for m in result.moves}
