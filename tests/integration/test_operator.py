@@ -1,10 +1,15 @@
-"""The operator on a real control plane (session `control_plane`), run as `ome operator run`.
+"""The operator on a real control plane with the OME extender, run as `ome operator run`.
+
+This module starts its own control plane (`LocalCluster`, as `ome cluster up --extender` does)
+whose kube-scheduler calls the OME extender (`python -m ome.scheduler serve`), so every
+governed GPU pod is filtered, scored and bound through the extender. The launcher's scheduler
+has one profile, `default-scheduler` (extenders apply to every profile), so the operator runs
+with --scheduler-name default-scheduler; the plan's required node affinity pins each pod to its
+planned node whatever the scheduler's own choice.
 
 Each test gets its own kwok nodes, labelled and tainted `ome.io/test=<name>` so that no other
 test's pods land there, and its own operator process scoped to those nodes (--node-selector)
-and to its namespace. Without the OME extender in the session cluster, governed pods use the
-stock scheduler (--scheduler-name default-scheduler): the plan's required node affinity pins
-each pod to its planned node. Every operator process is stopped (SIGKILL at worst) at teardown.
+and to its namespace. Every operator and extender process is stopped (SIGKILL at worst).
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -28,9 +34,9 @@ import pytest
 import yaml
 
 from ome.domain import Node
-from ome.simulations.cluster import LocalCluster, synthetic_nodes
+from ome.simulations.cluster import ClusterError, ClusterSettings, LocalCluster, synthetic_nodes
 
-from .conftest import list_pods, wait_for
+from .conftest import list_pods, require_control_plane, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -61,6 +67,62 @@ def _apply_crds(http: httpx.Client, pattern: str) -> None:
         return True
 
     wait_for("CRDs established", established, timeout_s=60)
+
+
+def _healthy(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=2, trust_env=False).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+@pytest.fixture(scope="module")
+def extender_url() -> str:
+    return f"http://127.0.0.1:{_free_port()}"
+
+
+@pytest.fixture(scope="module")
+def control_plane(tmp_path_factory: pytest.TempPathFactory, extender_url: str) -> Iterator[LocalCluster]:
+    """This module's control plane: kube-scheduler with the OME extender, which runs beside it."""
+    require_control_plane()
+    folder = tmp_path_factory.mktemp("operator-cluster")
+    cluster = LocalCluster(ClusterSettings(directory=folder / "cluster", extender_url=extender_url))
+    extender: subprocess.Popen[bytes] | None = None
+    try:
+        try:
+            cluster.start()
+        except ClusterError as exc:
+            pytest.fail(f"control plane did not start: {exc}", pytrace=False)
+        with (folder / "extender.log").open("ab") as out:
+            extender = subprocess.Popen(
+                [sys.executable, "-m", "ome.scheduler", "serve", "--host", "127.0.0.1",
+                 "--port", extender_url.rsplit(":", 1)[1], "--kubeconfig", str(cluster.kubeconfig)],
+                stdout=out, stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=_die_with_parent)
+        wait_for("extender healthy", lambda: _healthy(f"{extender_url}/healthz"), timeout_s=90)
+        yield cluster
+    finally:
+        if extender is not None and extender.poll() is None:
+            os.killpg(extender.pid, signal.SIGTERM)
+            try:
+                extender.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(extender.pid, signal.SIGKILL)
+                extender.wait()
+        cluster.stop()
+
+
+@pytest.fixture()
+def namespace(http: httpx.Client) -> Iterator[str]:
+    name = f"op-{uuid.uuid4().hex[:8]}"
+    assert http.post("/api/v1/namespaces", json={"metadata": {"name": name}}).status_code == 201
+    yield name
+    http.delete(f"/api/v1/namespaces/{name}")
+
+
+def extender_binds(extender_url: str) -> float:
+    text = httpx.get(f"{extender_url}/metrics", timeout=5, trust_env=False).text
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith("ome_extender_decisions_total{") and 'verb="bind"' in line and '"bound"' in line)
 
 
 @pytest.fixture(scope="module")
@@ -235,7 +297,7 @@ def by_model(count: int, prefix: str) -> list[Node]:
 
 @pytest.mark.timeout(600)
 def test_priorities_on_200_nodes_minimal_victims(control_plane: LocalCluster, http: httpx.Client, namespace: str,
-                                                 operator: Callable[..., Operator]) -> None:
+                                                 operator: Callable[..., Operator], extender_url: str) -> None:
     """Three priority levels fill 200 mixed nodes (1,336 GPUs); a new high-priority replica that
     does not fit evicts exactly the minimal victims, all of the lowest priority, and lands."""
     test = "op-prio"
@@ -260,6 +322,7 @@ def test_priorities_on_200_nodes_minimal_victims(control_plane: LocalCluster, ht
         wait_for(f"{name} status placed", lambda n=name, w=want: status(http, namespace, n).get("placedReplicas") == w,
                  timeout_s=60)
     print(f"\n{total} replicas over 200 nodes (1336 GPUs) Running {filled:.1f}s after the first ModelPlacement")
+    assert extender_binds(extender_url) >= total  # every one bound through the extender
     before = {p["metadata"]["name"]: p for p in list_pods(http, namespace)}
     used = Counter()
     for p in before.values():
@@ -603,53 +666,21 @@ def test_operator_runs_with_only_its_rbac(control_plane: LocalCluster, http: htt
         http.delete(f"/apis/rbac.authorization.k8s.io/v1/clusterroles/{name}")
 
 
-@pytest.mark.timeout(300)
-def test_with_the_ome_extender(tmp_path: Path, operator: Callable[..., Operator]) -> None:
-    """kube-scheduler with the OME extender (`ome extender serve`) binds governed pods: every pod
-    lands on its planned node, gangs and GPU shares included, and no GPU is over-committed."""
-    from ome.simulations.cluster import ClusterSettings
-
-    from .conftest import require_control_plane
-
-    require_control_plane()
-    port = _free_port()
-    settings = ClusterSettings(directory=tmp_path / "cluster", extender_url=f"http://127.0.0.1:{port}",
-                               controller_manager=False)
-    with LocalCluster(settings) as cluster, cluster.http() as http:
-        _apply_crds(http, "deploy/crds/*.yaml")
-        nodes = by_model(6, prefix="ope")  # 2 H100, 2 A100, 2 L4 (the last of each is on-demand too)
-        test = "op-ext"
-        add_nodes(cluster, http, test, nodes)
-        log = tmp_path / "extender.log"
-        with log.open("ab") as out:
-            extender = subprocess.Popen(
-                [sys.executable, "-m", "ome.scheduler", "serve", "--host", "127.0.0.1", "--port", str(port),
-                 "--kubeconfig", str(cluster.kubeconfig)], stdout=out, stderr=subprocess.STDOUT,
-                start_new_session=True, preexec_fn=_die_with_parent)
-        try:
-            wait_for("extender healthy", lambda: _healthy(f"http://127.0.0.1:{port}/healthz"), timeout_s=90)
-            namespace = "ext"
-            assert http.post("/api/v1/namespaces", json={"metadata": {"name": namespace}}).status_code == 201
-            op = Operator([sys.executable, "-c", "from ome.cli import app; app()", "operator", "run",
-                           "--kubeconfig", str(cluster.kubeconfig), "--node-selector", f"ome.io/test={test}",
-                           "--scheduler-name", "default-scheduler", "--metrics-port", "-1", "--resync", "5"],
-                           tmp_path / "operator.log", 0).start()
-            try:
-                create(http, namespace, placement("whole", test, 3, 4, ["H100"]))
-                create(http, namespace, placement("gang", test, 1, 8, ["A100"], resources={"gpus": 8, "nodesPerReplica": 2}))
-                create(http, namespace, placement("share", test, 4, 0, ["L4"], resources={"gpus": 0, "gpuShare": 250}))
-                pods = wait_for("9 governed pods Running", lambda: len(r := running(list_pods(http, namespace))) == 9 and r,
-                                timeout_s=120)
-            finally:
-                op.stop()
-                print(f"\n--- operator ---\n{op.tail()}")
-        finally:
-            os.killpg(extender.pid, signal.SIGTERM)
-            try:
-                extender.wait(10)
-            except subprocess.TimeoutExpired:
-                os.killpg(extender.pid, signal.SIGKILL)
-                extender.wait()
+@pytest.mark.timeout(240)
+def test_extender_binds_every_pod_where_planned(control_plane: LocalCluster, http: httpx.Client, namespace: str,
+                                                operator: Callable[..., Operator], extender_url: str) -> None:
+    """Whole GPUs, a gang and GPU shares go through kube-scheduler + the OME extender: every pod
+    is bound by the extender, on its planned node, and no GPU is over-committed."""
+    test = "op-ext"
+    add_nodes(control_plane, http, test, by_model(6, prefix="ope"))  # 2 H100, 2 A100, 2 L4
+    binds_before = extender_binds(extender_url)
+    operator(test, namespace)
+    create(http, namespace, placement("whole", test, 3, 4, ["H100"]))
+    create(http, namespace, placement("gang", test, 1, 8, ["A100"], resources={"gpus": 8, "nodesPerReplica": 2}))
+    create(http, namespace, placement("share", test, 4, 0, ["L4"], resources={"gpus": 0, "gpuShare": 250}))
+    pods = wait_for("9 governed pods Running", lambda: len(r := running(list_pods(http, namespace))) == 9 and r,
+                    timeout_s=120)
+    assert extender_binds(extender_url) - binds_before >= 9
     milli: Counter[tuple[str, int]] = Counter()
     for p in pods:
         annotations = p["metadata"]["annotations"]
@@ -659,12 +690,4 @@ def test_with_the_ome_extender(tmp_path: Path, operator: Callable[..., Operator]
         for g in annotations["ome.io/gpu-index"].split(","):
             milli[(p["spec"]["nodeName"], int(g))] += share
     assert max(milli.values()) <= 1000, milli
-    gang_nodes = {p["spec"]["nodeName"] for p in pods if p["metadata"]["name"].startswith("gang-")}
-    assert len(gang_nodes) == 2
-
-
-def _healthy(url: str) -> bool:
-    try:
-        return httpx.get(url, timeout=2, trust_env=False).status_code == 200
-    except httpx.HTTPError:
-        return False
+    assert len({p["spec"]["nodeName"] for p in pods if p["metadata"]["name"].startswith("gang-")}) == 2
