@@ -40,6 +40,7 @@ from ._binaries import Binaries, find_binaries
 PID_FILE = "cluster.json"
 LOG_TAIL_LINES = 40
 STOP_GRACE_S = 5.0
+START_ATTEMPTS = 3  # a start is repeated on fresh ports when a component finds its port taken
 
 Step = Callable[[str], None]  # progress messages for a front end
 
@@ -185,42 +186,59 @@ class LocalCluster:
         say = step or (lambda _msg: None)
         _watch_for_exit(self)
         try:
-            self._prepare(say)
-            self._start_etcd(say)
-            self._start_apiserver(say)
-            self._start_clients(say)
-            if nodes:
-                say(f"creating {len(nodes)} nodes")
-                self.add_nodes(nodes, progress=node_progress, wait=False)
-            self._wait_clients(say)
-            if nodes:
-                say(f"waiting for {len(nodes)} nodes to be Ready")
-                self.wait_nodes_ready([n.name for n in nodes], progress=node_progress)
+            for attempt in range(1, START_ATTEMPTS + 1):
+                try:
+                    self._start_once(nodes, say, node_progress)
+                    break
+                except ComponentError as exc:
+                    # Free ports are picked, then released for the component to bind: another
+                    # process can take one in between. Start over on fresh ports.
+                    if attempt == START_ATTEMPTS or "address already in use" not in str(exc):
+                        raise
+                    say(f"{exc.component} found its port taken; starting again on other ports")
+                    self._stop_processes()
         except BaseException:
             self.stop()
             raise
         say("ready")
         return self
 
+    def _start_once(self, nodes: Sequence[Node], say: Step, node_progress: _nodes.Progress | None) -> None:
+        self._prepare(say)
+        self._start_etcd(say)
+        self._start_apiserver(say)
+        self._start_clients(say)
+        if nodes:
+            say(f"creating {len(nodes)} nodes")
+            self.add_nodes(nodes, progress=node_progress, wait=False)
+        self._wait_clients(say)
+        if nodes:
+            say(f"waiting for {len(nodes)} nodes to be Ready")
+            self.wait_nodes_ready([n.name for n in nodes], progress=node_progress)
+
     def stop(self) -> None:
         """Stop every child (clients first, then the apiserver, then etcd). Safe to call twice."""
         with self._lock:
-            processes, self._processes = self._processes, []
-            if self._stopped and not processes:
+            if self._stopped and not self._processes:
                 return
             self._stopped = True
-        by_name = {p.name: p for p in processes}
-        waves = [["kwok", "kube-scheduler", "kube-controller-manager"], ["kube-apiserver"], ["etcd"]]
-        for wave in waves:
-            group = [by_name.pop(n) for n in wave if n in by_name]
-            _terminate([(p.popen.pid, p.popen) for p in group])
-        _terminate([(p.popen.pid, p.popen) for p in by_name.values()])
+        self._stop_processes()
         _forget(self)
         if self._owns_directory:  # never the pid file of another cluster that runs in the folder
             with contextlib.suppress(FileNotFoundError):
                 (self.directory / PID_FILE).unlink()
         if self._temporary:
             shutil.rmtree(self.directory, ignore_errors=True)
+
+    def _stop_processes(self) -> None:
+        with self._lock:
+            processes, self._processes = self._processes, []
+        by_name = {p.name: p for p in processes}
+        waves = [["kwok", "kube-scheduler", "kube-controller-manager"], ["kube-apiserver"], ["etcd"]]
+        for wave in waves:
+            group = [by_name.pop(n) for n in wave if n in by_name]
+            _terminate([(p.popen.pid, p.popen) for p in group])
+        _terminate([(p.popen.pid, p.popen) for p in by_name.values()])
 
     def detach(self) -> None:
         """Leave the processes running after this Python process exits (`ome cluster up --detach`)."""
@@ -295,12 +313,12 @@ class LocalCluster:
                                    f"({', '.join(running)}); stop it with: ome cluster down --dir {self.directory}")
             self._owns_directory = True
             self.directory.mkdir(parents=True, exist_ok=True)
-            for stale in ("etcd-data", "logs", "pki", "certs", PID_FILE, "kubeconfig"):
-                path = self.directory / stale
-                if path.is_dir():
-                    shutil.rmtree(path)
-                elif path.exists():
-                    path.unlink()
+        for stale in ("etcd-data", "logs", "pki", "certs", PID_FILE, "kubeconfig"):  # from a stopped run
+            path = self.directory / stale
+            if path.is_dir():
+                shutil.rmtree(path)
+            elif path.exists():
+                path.unlink()
         self.logs.mkdir(parents=True, exist_ok=True)
         say("generating certificates")
         self._pki = _pki.generate(self.directory / "pki")
