@@ -25,16 +25,16 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
-from ortools.linear_solver import pywraplp
-from ortools.sat.python import cp_model
+from ortools.linear_solver import pywraplp  # type: ignore[import-untyped]
 
 from ome.domain import MILLI
 
-from ._settings import SolverSettings
 from ._shapes import NodeType, PodShape, fits_type
 
 Dff = Callable[[int], int]
+V = TypeVar("V")
 
 
 def _u_k(capacity: int, k: int) -> Dff:
@@ -68,13 +68,13 @@ def dual_feasible_functions(capacity: int, sizes: Iterable[int], *, max_eps: int
 
 
 def dff_rows(
-    terms: Sequence[tuple[object, int, int]], capacity: int, bins: int, dffs: Sequence[Dff]
-) -> list[tuple[list[tuple[int, object]], int]]:
+    terms: Sequence[tuple[V, int, int]], capacity: int, bins: int, dffs: Sequence[Dff]
+) -> list[tuple[list[tuple[int, V]], int]]:
     """For each f: sum multiplicity * f(size) * var <= bins * f(capacity); terms = (var, size, multiplicity).
 
     Returns the distinct rows as ([(coefficient, var)], right-hand side)."""
     seen: set[tuple[int, ...]] = set()
-    rows = []
+    rows: list[tuple[list[tuple[int, V]], int]] = []
     for f in dffs:
         coefs = tuple(mult * f(size) for _, size, mult in terms)
         rhs = bins * f(capacity)
@@ -84,18 +84,6 @@ def dff_rows(
         seen.add(key)
         rows.append(([(c, v) for c, (v, _, _) in zip(coefs, terms) if c], rhs))
     return rows
-
-
-def add_dff_capacity(
-    model: cp_model.CpModel,
-    terms: Sequence[tuple[cp_model.IntVar, int, int]],
-    capacity: int,
-    bins: int,
-    dffs: Sequence[Dff],
-) -> None:
-    """The rows of ``dff_rows`` as CP-SAT constraints."""
-    for row, rhs in dff_rows(terms, capacity, bins, dffs):
-        model.add(sum(c * v for c, v in row) <= rhs)
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,7 +141,7 @@ def aggregate_model(types: Sequence[NodeType], demand: Mapping[PodShape, int]) -
         if mem:
             rows += dff_rows(mem, t.memory_mib, t.count,
                              dual_feasible_functions(t.memory_mib, (s.memory_mib for _, s in own), max_eps=4))
-    return AggregateModel(columns, upper, [s.demand_milli for _, s in columns], rows)  # type: ignore[arg-type]
+    return AggregateModel(columns, upper, [s.demand_milli for _, s in columns], rows)
 
 
 def aggregate_bound_lp(types: Sequence[NodeType], demand: Mapping[PodShape, int]) -> int:
@@ -182,33 +170,3 @@ def aggregate_bound_lp(types: Sequence[NodeType], demand: Mapping[PodShape, int]
                 reduced[k] -= coef * y
     total += sum(ub * r for ub, r in zip(agg.upper, reduced) if r > 0)
     return int(math.floor(total * (1 + 1e-12) + 1e-6))
-
-
-@dataclass(frozen=True, slots=True)
-class AggregatePlan:
-    """The relaxation solved by CP-SAT: a proven bound and (if found) a count per (type index, shape)."""
-
-    bound_milli: int
-    value_milli: int
-    counts: dict[tuple[int, PodShape], int]
-    optimal: bool
-
-
-def aggregate_plan(
-    types: Sequence[NodeType], demand: Mapping[PodShape, int], settings: SolverSettings, seconds: float
-) -> AggregatePlan:
-    """Solve the relaxation with CP-SAT (integral counts: tighter than the LP, slower)."""
-    agg = aggregate_model(types, demand)
-    model = cp_model.CpModel()
-    x = [model.new_int_var(0, ub, f"x[{ti},{s.cpu_milli}c,{s.num_gpu}x{s.gpu_milli}]")
-         for (ti, s), ub in zip(agg.columns, agg.upper)]
-    for row, rhs in agg.rows:
-        model.add(sum(c * x[k] for c, k in row) <= rhs)
-    model.maximize(sum(c * v for c, v in zip(agg.objective, x)))
-    solver = settings.solver(seconds)
-    status = solver.solve(model)
-    if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
-        return AggregatePlan(int(math.floor(solver.best_objective_bound + 1e-6)), 0, {}, False)
-    counts = {agg.columns[k]: int(solver.value(v)) for k, v in enumerate(x) if solver.value(v)}
-    return AggregatePlan(int(math.floor(solver.best_objective_bound + 1e-6)), int(solver.objective_value),
-                         counts, status == cp_model.OPTIMAL)

@@ -29,12 +29,12 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from ortools.linear_solver import pywraplp
+from ortools.linear_solver import pywraplp  # type: ignore[import-untyped]
 from ortools.sat.python import cp_model
 
 from ome.domain import MILLI, Node
 
-from ._packing import add_node_packing, decode_layout, hint_layout, per_node_limit, sorted_layout
+from ._packing import add_node_packing, decode_layout, hint_layout, sorted_layout
 from ._settings import SolverSettings
 from ._shapes import NodeType, PodShape, fits_type
 
@@ -380,31 +380,3 @@ class ColumnGeneration:
             return [0] * len(self.patterns), 0
         out = [int(solver.value(v)) for v in y]
         return out, sum(c * m for c, m in zip(out, self.pattern_milli))
-
-
-# --- Lagrangian bound -------------------------------------------------------------------
-
-def relaxed_pricing_bound(
-    node: Node, values: Mapping[PodShape, int], avail: Mapping[PodShape, int], settings: SolverSettings, seconds: float
-) -> int:
-    """Upper bound on one node's pricing: CPU, memory and DFF-cut GPU sums instead of GPU by GPU."""
-    from ._bound import add_dff_capacity, dual_feasible_functions
-
-    model = cp_model.CpModel()
-    n = {}
-    for s, v in values.items():
-        ub = min(avail.get(s, 0), per_node_limit(s, node)) if v > 0 and fits_type(s, node) else 0
-        if ub > 0:
-            n[s] = model.new_int_var(0, ub, f"n{len(n)}")
-    if not n:
-        return 0
-    model.add(sum(s.cpu_milli * v for s, v in n.items()) <= node.cpu_milli)
-    model.add(sum(s.memory_mib * v for s, v in n.items()) <= node.memory_mib)
-    gpu_terms = [(v, s.gpu_milli, s.num_gpu) for s, v in n.items() if s.num_gpu]
-    if gpu_terms:
-        add_dff_capacity(model, gpu_terms, MILLI, node.gpu_count,
-                         dual_feasible_functions(MILLI, (s.gpu_milli for s in n)))
-    model.maximize(sum(values[s] * v for s, v in n.items()))
-    solver = settings.solver(seconds)
-    solver.solve(model)
-    return int(math.floor(solver.best_objective_bound + 1e-6))

@@ -32,7 +32,7 @@ from ._switch import migrate
 from ._greedy import fill
 from ._lns import run_lns
 from ._settings import SolverSettings
-from ._shapes import NodeType, fits_type, node_types
+from ._shapes import fits_type, node_types
 from ._state import PackingState, verify
 from ._window import Mode
 

@@ -10,7 +10,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from ome.domain import MILLI, Node, PodRequest
+from ome.domain import Node, PodRequest
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -96,7 +96,3 @@ def fits_type(shape: PodShape, ntype: NodeType | Node) -> bool:
         and shape.memory_mib <= node.memory_mib
         and shape.request().accepts(node)
     )
-
-
-def gpu_capacity_milli(nodes: Sequence[Node]) -> int:
-    return sum(n.gpu_count for n in nodes) * MILLI

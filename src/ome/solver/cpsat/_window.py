@@ -86,8 +86,8 @@ class WindowModel:
         keep_mode = mode is Mode.KEEP
         self.keep = {p: m.new_bool_var(f"keep[{pods[p].name}]") for p in sorted(self.current)} if keep_mode else {}
         by_node: dict[int, list[int]] = defaultdict(list)
-        for p, (node, _) in self.current.items():
-            by_node[node].append(p)
+        for p, (where, _) in self.current.items():
+            by_node[where].append(p)
         self.vars: dict[int, NodeVars] = {}
         milli_terms: list[cp_model.LinearExprT] = []
         for i in self.window:
