@@ -88,12 +88,14 @@ class Scheduler:
 
 
 class BindWatch(threading.Thread):
-    """Receipt time of each pod's first spec.nodeName in the namespace."""
+    """Receipt time of each pod's first spec.nodeName in the namespace, and which pods the
+    scheduler found no node for (PodScheduled=False, Unschedulable)."""
 
     def __init__(self, client: httpx.Client) -> None:
         super().__init__(daemon=True)
         self.client = client
         self.bound: dict[str, float] = {}
+        self.unschedulable: set[str] = set()
         self.lock = threading.Lock()
 
     def run(self) -> None:
@@ -112,12 +114,26 @@ class BindWatch(threading.Thread):
                         if obj.get("spec", {}).get("nodeName"):
                             with self.lock:
                                 self.bound.setdefault(name, time.monotonic())
+                                self.unschedulable.discard(name)
+                        elif any(c.get("reason") == "Unschedulable"
+                                 for c in obj.get("status", {}).get("conditions") or ()):
+                            with self.lock:
+                                self.unschedulable.add(name)
             except httpx.HTTPError:
                 time.sleep(0.1)
 
     def times(self, names: list[str]) -> list[float]:
         with self.lock:
             return [self.bound[n] for n in names if n in self.bound]
+
+    def settled(self, names: list[str]) -> bool:
+        """Every pod is bound or was found unschedulable (this is a fill-up: nothing leaves)."""
+        with self.lock:
+            return all(n in self.bound or n in self.unschedulable for n in names)
+
+    def failed(self, names: list[str]) -> int:
+        with self.lock:
+            return sum(1 for n in names if n not in self.bound and n in self.unschedulable)
 
 
 def pod_body(name: str, scheduler: str, cpu: int, mem: int, num_gpu: int, milli: int) -> dict[str, Any]:
@@ -204,7 +220,7 @@ def main() -> None:
                 started = time.monotonic()
                 sched.start()
                 deadline = started + 600
-                while len(watch.times(names)) < len(names) and time.monotonic() < deadline:
+                while not watch.settled(names) and time.monotonic() < deadline:
                     if sched.proc is not None and sched.proc.poll() is not None:
                         sys.exit(f"{sched.name} exited; see {work}")
                     time.sleep(0.2)
@@ -212,6 +228,7 @@ def main() -> None:
                 times = sorted(watch.times(names))
                 span = times[-1] - times[0] if len(times) > 1 else float("nan")
                 runs.append({"round": r, "scheduler": sched.name, "bound": len(times), "pods": len(names),
+                             "unschedulable": watch.failed(names),
                              "first_bind_after_start_s": round(times[0] - started, 2) if times else None,
                              "bind_span_s": round(span, 3),
                              "pods_per_s": round((len(times) - 1) / span, 1) if len(times) > 1 else 0.0})
