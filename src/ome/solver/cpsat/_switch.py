@@ -1,8 +1,9 @@
 """Target-guided migration: move the cluster toward a better packing within a move budget.
 
 1. Target. The offline optimum (``_optimum``) of the placed + waiting GPU pods, warm-started
-   from the current placement (so it packs at least as much). It is advisory: CPU-only pods
-   stay where they are, and running pods it leaves out stay where they are.
+   from the current placement (so it packs at least as much). It is advisory: running pods
+   it leaves out stay where they are; CPU-only pods (which it ignores) leave converted
+   nodes and are re-homed by best fit, or, if one would find no room, stay pinned.
 2. Matching. Per node type, each node gets the target node contents that overlap most with
    what it holds (greedy, best overlap first) and they are laid out on the node around the
    pods that stay (same GPUs): a *conversion* of the node, with its leaving pods and the
@@ -27,6 +28,7 @@ from ortools.sat.python import cp_model
 
 from ome.domain import MILLI, Assignment
 
+from ._greedy import best_fit_node
 from ._settings import SolverSettings
 from ._shapes import NodeType, PodShape, shape_of
 from ._state import PackingState, Placement
@@ -115,8 +117,10 @@ class Conversion:
     arrivals: tuple[tuple[PodShape, tuple[int, ...]], ...]
 
     def balance(self, shapes: Sequence[PodShape]) -> Counter[PodShape]:
+        """Slots offered minus pods leaving, per GPU shape (CPU-only leavers are re-homed by
+        best fit after the conversions, not through slots)."""
         out: Counter[PodShape] = Counter(s for s, _ in self.arrivals)
-        out.subtract(shapes[p] for p in self.leavers)
+        out.subtract(shapes[p] for p in self.leavers if shapes[p].num_gpu)
         return out
 
 
@@ -162,14 +166,17 @@ def choose(
     return [c for c, v in zip(convs, x) if solver.value(v)]
 
 
-def apply(state: PackingState, chosen: Sequence[Conversion], waiting: set[int]) -> int:
+def apply(state: PackingState, chosen: Sequence[Conversion], waiting: set[int]) -> int | None:
     """Carry out the conversions at once (movers are evicted, then re-created in their slots,
-    as a rescheduler does); returns the number of moved pods."""
+    as a rescheduler does; CPU-only leavers go back to their node if it still has room, else
+    best fit elsewhere). Returns the number of moved pods, or None (state unchanged) when a
+    CPU-only leaver finds no room anywhere."""
     leavers: dict[PodShape, list[int]] = defaultdict(list)
+    homeless: list[int] = []
     slots: dict[PodShape, list[Placement]] = defaultdict(list)
     for c in chosen:
         for p in c.leavers:
-            leavers[state.shapes[p]].append(p)
+            (leavers[state.shapes[p]] if state.pods[p].num_gpu else homeless).append(p)
         for sh, gpus in c.arrivals:
             slots[sh].append((c.node, gpus))
     waiting_by_shape: dict[PodShape, list[int]] = defaultdict(list)
@@ -183,13 +190,34 @@ def apply(state: PackingState, chosen: Sequence[Conversion], waiting: set[int]) 
         movers = leavers.get(sh, [])
         fresh = waiting_by_shape.get(sh, [])[: len(places) - len(movers)]
         plan += list(zip(movers + fresh, places))
-    moved = [p for ps in leavers.values() for p in ps]
+    moved = [p for ps in leavers.values() for p in ps] + homeless
+    before = {p: state.placement[p] for p in moved}
     for p in moved:
         state.remove(p)
+    done: list[int] = []
     for p, where in sorted(plan, key=lambda pw: (-state.pods[pw[0]].num_gpu, pw[0])):
         state.place(p, where)
+        done.append(p)
+    for p in sorted(homeless, key=lambda p: (-state.pods[p].cpu_milli, p)):
+        home = before[p]
+        if state.arrays.fits_mask_one(state.pods[p], home[0]):
+            state.place(p, home)
+        else:
+            node = best_fit_node(state.arrays, state.pods[p])
+            if node is None:
+                for q in done:
+                    state.remove(q)
+                for q, where in before.items():
+                    if q in state.placement:
+                        state.remove(q)
+                for q, where in before.items():
+                    state.place(q, where)
+                return None
+            state.place(p, (node, ()))
+        done.append(p)
+    for p, _ in plan:
         waiting.discard(p)
-    return len(moved)
+    return sum(1 for p in moved if state.placement[p] != before[p])
 
 
 def migrate(
@@ -203,8 +231,8 @@ def migrate(
     """Move toward an optimum-style target for the GPU pods; returns moves made (<= budget).
 
     The target comes from ``solve_optimum`` over placed + waiting GPU pods, warm-started from
-    the current placement, so it never packs less. It is advisory: CPU-only pods stay where
-    they are, and a step runs only when its slot is free.
+    the current placement, so it never packs less. CPU-only pods on converted nodes are
+    re-homed by best fit (if one finds no room, the pass is redone with them pinned).
     """
     from ._optimum import solve_optimum  # the optimum imports this module's siblings only
 
@@ -222,16 +250,31 @@ def migrate(
     for a in target.assignments:
         target_nodes[a.node][shape_of(a.pod)] += 1
 
-    # Matching and per-node layouts.
+    # First with CPU-only pods free to move (re-homed by best fit), else with them pinned.
+    for cpu_only_move in (True, False):
+        convs = _conversions(state, types, target_nodes, cpu_only_move)
+        left = deadline - time.perf_counter()
+        chosen = choose(state, convs, waiting, budget, settings, max(0.1, left if not cpu_only_move else 0.6 * left))
+        moves = apply(state, chosen, waiting)
+        if moves is not None:
+            return moves
+    return 0
+
+
+def _conversions(
+    state: PackingState, types: Sequence[NodeType], target_nodes: Mapping[int, Counter[PodShape]], cpu_only_move: bool
+) -> list[Conversion]:
+    """Match target node contents to nodes (per type) and lay each out around its staying pods."""
     convs: list[Conversion] = []
     for t in types:
         targets = [target_nodes[x] for x in t.members if target_nodes.get(x)]
         matched = _match(state, t.members, targets)
         for x in t.members:
             want = Counter(targets[matched[x]]) if x in matched else Counter()
-            for p in state.on_node.get(x, ()):
-                if not state.pods[p].num_gpu:
-                    want[state.shapes[p]] += 1  # CPU-only pods stay put
+            if not cpu_only_move:
+                for p in state.on_node.get(x, ()):
+                    if not state.pods[p].num_gpu:
+                        want[state.shapes[p]] += 1  # CPU-only pods stay put
             laid = _layout_on(state, x, want)
             if laid is None:
                 continue  # cannot reach this pattern around the staying pods: keep the node as is
@@ -240,5 +283,4 @@ def migrate(
             leavers = tuple(sorted(p for p in state.on_node.get(x, ()) if p not in kept))
             if arrivals or leavers:
                 convs.append(Conversion(x, kept, leavers, tuple(arrivals)))
-    chosen = choose(state, convs, waiting, budget, settings, max(0.1, deadline - time.perf_counter()))
-    return apply(state, chosen, waiting)
+    return convs
