@@ -12,8 +12,9 @@ Nodes are ranked by a tuple, best first (each later key only breaks ties of the 
       num_gpu_b * min(1, need_b / hosts_b), need_b being how many b-pods the free capacity
       would receive at the workload's mix and hosts_b how many nodes can still take one.
       Whole 8-GPU nodes stay whole while smaller holes exist; rare shapes keep their last homes.
-2. sharing pods only: growth of the per-GPU expected waste w(x) = x * P(a GPU pod needs more
-   than x milli), on the best GPU of the node (FGD's idea, on the GPU dimension alone).
+   c. sharing pods only: growth of the per-GPU expected waste w(x) = x * P(a GPU pod needs
+      more than x milli), on the best GPU of the node (FGD's idea, on the GPU dimension alone).
+2. (share_waste="key" moves 1c here as its own key; "off" drops it.)
 3. packing: sharing pods take the GPU whose leftover is smallest (pairing fractions that sum
    to a whole GPU), whole-GPU pods the node with the fewest free GPUs left, CPU-only pods the
    node with the least CPU left.
@@ -48,7 +49,7 @@ def gpu_waste_table(target: TargetWorkload) -> np.ndarray:
 class OmePolicy:
     name = "ome"
 
-    def __init__(self, target: TargetWorkload, host_weight: float = 0.5, share_waste: str = "key") -> None:
+    def __init__(self, target: TargetWorkload, host_weight: float = 0.5, share_waste: str = "sum") -> None:
         self.target = target
         self.host_weight = host_weight
         self.share_waste = share_waste
@@ -127,6 +128,8 @@ class OmePolicy:
             delta, _ = self._share_delta(free, pod.gpu_milli)
             if self.share_waste == "sum":
                 keys[0] = np.round(waste + delta.min(axis=1) / MILLI, 6)
+            elif self.share_waste == "first":
+                keys.insert(0, np.round(delta.min(axis=1), 3))
             else:
                 keys.append(np.round(delta.min(axis=1), 3))
             leftover = np.where(free >= pod.gpu_milli, free - pod.gpu_milli, 10 * MILLI).min(axis=1)
