@@ -242,3 +242,21 @@ def test_repack_stays_feasible_and_within_budget(instance: tuple[list[Node], lis
     assert set(before) <= set(after), "a running pod was evicted"
     changed = {k for k in before if before[k] != after[k]}
     assert changed == {id(m.pod) for m in result.moves}
+
+
+def test_conversion_is_undone_when_a_cpu_only_pod_finds_no_room() -> None:
+    from ome.solver.cpsat._shapes import shape_of
+    from ome.solver.cpsat._state import PackingState
+    from ome.solver.cpsat._switch import Conversion, apply
+
+    # One node with 4 cores: a CPU-only pod (3 cores) runs there; converting the node for a
+    # waiting 4-core GPU pod would leave the CPU-only pod nowhere to go: nothing may change.
+    nodes = [node("a", cpu=4_000)]
+    cpu_pod, gpu_pod = pod("c", cpu=3_000, gpus=0), pod("g", cpu=4_000)
+    state = PackingState(nodes, [cpu_pod, gpu_pod])
+    state.place(0, (0, ()))
+    conv = Conversion(0, frozenset(), (0,), ((shape_of(gpu_pod), (0,)),))
+    waiting = {1}
+    assert apply(state, [conv], waiting) is None
+    assert state.placement == {0: (0, ())} and waiting == {1}
+    assert verify(nodes, state.assignments()) == 0

@@ -52,14 +52,21 @@ def best_fit_node(cluster: ClusterArrays, pod: PodRequest, allowed: BoolArray | 
     return int(nodes[np.argmin(gpu_left + cpu_left + 0.25 * mem_left)])
 
 
-def fill(state: PackingState, candidates: Iterable[int], allowed: BoolArray | None = None) -> list[int]:
-    """Best-fit-decreasing placement of `candidates`; returns those that did not fit.
+def fill(
+    state: PackingState, candidates: Iterable[int], allowed: BoolArray | None = None, first: Iterable[PodShape] = ()
+) -> list[int]:
+    """Best-fit placement of `candidates` in ``offline_order`` (pods of the shapes in `first`
+    before all others); returns those that did not fit.
 
     Once a shape fails it is skipped: a fill only consumes capacity, so it would fail again.
     """
     failed: list[int] = []
     dead: set[PodShape] = set()
-    for p in offline_order(state.pods, candidates):
+    urgent = set(first)
+    ordered = offline_order(state.pods, candidates)
+    if urgent:
+        ordered = [p for p in ordered if state.shapes[p] in urgent] + [p for p in ordered if state.shapes[p] not in urgent]
+    for p in ordered:
         shape = state.shapes[p]
         if shape in dead:
             failed.append(p)

@@ -9,14 +9,14 @@ candidate waiting pods; the answer replaces the window only if it is no worse.
 from __future__ import annotations
 
 import time
-from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections import Counter, defaultdict
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from ._settings import SolverSettings
-from ._shapes import fits_type
+from ._shapes import PodShape, fits_type
 from ._state import PackingState
 from ._window import Mode, WindowModel
 
@@ -78,9 +78,11 @@ def run_lns(
     rng: np.random.Generator | None = None,
     type_of: Sequence[int] | None = None,
     stop: Callable[[], bool] = lambda: False,
+    minimum: Mapping[PodShape, int] | None = None,
 ) -> LnsStats:
     """Improve `state` in place until `deadline` (perf_counter seconds). `waiting`: unplaced pods
-    that may be placed (updated in place). KEEP mode never lets total moves exceed `budget`."""
+    that may be placed (updated in place). KEEP mode never lets total moves exceed `budget`.
+    `minimum` (FREE): the number of placed pods of each shape never drops below it."""
     rng = rng or np.random.default_rng(settings.random_seed)
     nodes = state.nodes
     if type_of is None:
@@ -116,9 +118,14 @@ def run_lns(
             continue
         current = state.window_contents(window)
         before = sum(state.pods[p].gpu_demand_milli for p in current)
+        min_counts = None
+        if minimum:
+            placed_now = Counter(state.shapes[p] for p in state.placement)
+            here = Counter(state.shapes[p] for p in current)
+            min_counts = {s: here[s] - (placed_now[s] - minimum[s]) for s in here if s in minimum}
         model = WindowModel(
             nodes, state.pods, window, current, pool, mode=mode,
-            budget=None if budget is None else budget - stats.moves, shapes=state.shapes,
+            budget=None if budget is None else budget - stats.moves, shapes=state.shapes, min_counts=min_counts,
         )
         t0 = time.perf_counter()
         answer = model.solve(settings.solver(min(window_seconds, left)))

@@ -29,7 +29,7 @@ from ._columns import ColumnGeneration, Pattern
 from ._greedy import fill
 from ._lns import run_lns
 from ._settings import SolverSettings
-from ._shapes import NodeType, fits_type, node_types
+from ._shapes import NodeType, PodShape, fits_type, node_types
 from ._state import PackingState, verify
 from ._window import Mode
 
@@ -97,17 +97,30 @@ def _from_patterns(
     return fresh
 
 
+def _short(state: PackingState, minimum: Counter[PodShape] | None) -> set[PodShape]:
+    """Shapes with fewer placed pods than `minimum` asks for."""
+    if not minimum:
+        return set()
+    have = Counter(state.shapes[p] for p in state.placement)
+    return {s for s, k in minimum.items() if have[s] < k}
+
+
 def solve_optimum(
     nodes: Sequence[Node],
     pods: Sequence[PodRequest],
     settings: SolverSettings = SolverSettings(),
     *,
     start: Sequence[Assignment] | None = None,
+    known_bound: int | None = None,
+    keep_started: bool = False,
 ) -> OptimumResult:
     """Most GPU milli allocatable by packing `pods` at once on empty `nodes`, with a proven bound.
 
     `start`: an optional feasible placement of some of these pods (a warm start). The time
-    limit is settings.max_time_in_seconds for the whole call.
+    limit is settings.max_time_in_seconds for the whole call. `known_bound`: a bound the
+    caller already proved for these pods (the aggregated LP is then not solved again).
+    `keep_started`: the packing must hold, for every pod shape, at least as many pods as
+    `start` places (a rescheduler's target: running pods may move but not be dropped).
     """
     t0 = time.perf_counter()
     budget = settings.max_time_in_seconds
@@ -127,8 +140,15 @@ def solve_optimum(
         for p, a in _start_indices(pods, start):
             if a.pod.num_gpu:
                 state.place(p, (a.node, a.gpus))
+    minimum = Counter(state.shapes[p] for p in state.placement) if keep_started else None
     waiting = set(fill(state, [p for p in gpu_pods if p not in state.placement]))
     stats["start_milli"] = state.milli
+
+    def keeps(candidate: PackingState) -> bool:
+        if minimum is None:
+            return True
+        have = Counter(candidate.shapes[p] for p in candidate.placement)
+        return all(have[s] >= k for s, k in minimum.items())
 
     def done(status: str) -> OptimumResult:
         assignments = state.assignments()
@@ -146,7 +166,7 @@ def solve_optimum(
 
     # 3. aggregated bound
     shape_counts = Counter(state.shapes[p] for p in gpu_pods if fits_somewhere[state.shapes[p]])
-    aggregate = aggregate_bound_lp(types, shape_counts)
+    aggregate = known_bound if known_bound is not None else aggregate_bound_lp(types, shape_counts)
     bound = min(bound, aggregate)
     stats["aggregate_bound_milli"] = aggregate
     if state.milli >= bound:
@@ -155,22 +175,25 @@ def solve_optimum(
     # 4. column generation seeded with the current packing; then two roundings of its LP:
     #    rounded down + fill, and CP-SAT on the integer master hinted with the better packing.
     left = deadline - time.perf_counter()
-    cg = ColumnGeneration(types, shape_counts, settings)
+    cg = ColumnGeneration(types, shape_counts, settings, minimum=minimum)
     lp_value, converged, iterations = cg.generate(0.45 * left, _patterns_of(state, types))
     stats.update(cg_iterations=iterations, cg_columns=len(cg.patterns), cg_lp_milli=lp_value)
     if converged:
         bound = min(bound, int(lp_value + 1.0))
     floor = _from_patterns(state, gpu_pods, types, cg.patterns, cg.floor_counts())
-    floor_waiting = set(fill(floor, [p for p in gpu_pods if p not in floor.placement]))
+    floor_waiting = set(fill(floor, [p for p in gpu_pods if p not in floor.placement], first=_short(floor, minimum)))
     stats["cg_floor_fill_milli"] = floor.milli
-    if floor.milli > state.milli:
+    if floor.milli > state.milli and keeps(floor):
         state, waiting = floor, floor_waiting
     if state.milli < bound:
         counts, integer = cg.integer_master(max(0.1, 0.4 * (deadline - time.perf_counter())), _patterns_of(state, types))
         stats["cg_integer_milli"] = integer
         if integer > state.milli:
-            state = _from_patterns(state, gpu_pods, types, cg.patterns, counts)
-            waiting = set(fill(state, [p for p in gpu_pods if p not in state.placement]))
+            candidate = _from_patterns(state, gpu_pods, types, cg.patterns, counts)
+            if keeps(candidate):
+                state = candidate
+                waiting = set(fill(state, [p for p in gpu_pods if p not in state.placement]))
+    stats["cg_keeps_started"] = float(keeps(state))
     stats["cg_milli"] = state.milli
     if state.milli >= bound:
         return done(OPTIMAL)
@@ -179,6 +202,6 @@ def solve_optimum(
     waiting = {p for p in waiting if fits_somewhere[state.shapes[p]]}
     lns = run_lns(state, waiting, settings, deadline, mode=Mode.FREE,
                   rng=np.random.default_rng(settings.random_seed),
-                  stop=lambda: state.milli >= bound)
+                  stop=lambda: state.milli >= bound, minimum=minimum)
     stats.update(lns_windows=lns.windows, lns_improved=lns.improved)
     return done(FEASIBLE)

@@ -108,7 +108,8 @@ def repack(
     # 4. target-guided migration
     switch_moves = 0
     if budget_moves > 0 and any(pods[p].num_gpu for p in waiting):
-        switch_moves = migrate(state, waiting, types, budget_moves, settings, t0 + 0.8 * settings.max_time_in_seconds)
+        switch_moves = migrate(state, waiting, types, budget_moves, settings, t0 + 0.85 * settings.max_time_in_seconds,
+                               bound=bound)
         fill(state, sorted(waiting))
         waiting = {p for p in waiting if p not in state.placement}
 

@@ -81,6 +81,22 @@ def _layout_on(
     return stays, arrivals
 
 
+def _layout_exact(
+    state: PackingState, node: int, layout: Sequence[tuple[PodShape, tuple[int, ...]]]
+) -> tuple[list[int], list[tuple[PodShape, tuple[int, ...]]]]:
+    """The target node's own layout on `node`: pods already on exactly such a slot stay, the
+    other slots are arrivals (every GPU pod of the node not staying leaves)."""
+    wanted: dict[tuple[PodShape, tuple[int, ...]], int] = Counter(layout)
+    stays: list[int] = []
+    for p in sorted(state.on_node.get(node, ())):
+        key = (state.shapes[p], state.placement[p][1])
+        if state.pods[p].num_gpu and wanted.get(key, 0) > 0:
+            wanted[key] -= 1
+            stays.append(p)
+    arrivals = [key for key, k in wanted.items() for _ in range(k)]
+    return stays, arrivals
+
+
 def _match(state: PackingState, members: Sequence[int], patterns: Sequence[Counter[PodShape]]) -> dict[int, int]:
     """node -> index into `patterns` (one entry per target node), most overlap first."""
     current = {x: Counter(state.shapes[p] for p in state.on_node.get(x, ())) for x in members}
@@ -157,13 +173,39 @@ def choose(
     model.add(moves <= budget)
     weight = len(waiting) + budget + 1
     model.maximize(weight * sum(sh.demand_milli * n for sh, n in gained) + sum(n for _, n in gained) - moves)
-    for v in x:
-        model.add_hint(v, 0)
+    hint = _greedy_subset(state, convs, budget)
+    for k, v in enumerate(x):
+        model.add_hint(v, int(k in hint))
     solver = settings.solver(seconds)
     status = solver.solve(model)
     if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
         return []
     return [c for c, v in zip(convs, x) if solver.value(v)]
+
+
+def _greedy_subset(state: PackingState, convs: Sequence[Conversion], budget: int) -> set[int]:
+    """A feasible choice to hint the model: all conversions, then drop the ones that take most
+    of a shape whose pods would be left without slots, then the ones with the most leaving
+    pods until the budget holds."""
+    chosen = set(range(len(convs)))
+    balances = [c.balance(state.shapes) for c in convs]
+    net: Counter[PodShape] = Counter()
+    for b in balances:
+        net.update(b)
+    moves = sum(len(c.leavers) for c in convs)
+    while chosen:
+        short = [sh for sh, v in net.items() if v < 0]
+        if short:
+            sh = short[0]
+            k = min(chosen, key=lambda k: (balances[k].get(sh, 0), k))
+        elif moves > budget:
+            k = max(chosen, key=lambda k: (len(convs[k].leavers), k))
+        else:
+            break
+        chosen.discard(k)
+        net.subtract(balances[k])
+        moves -= len(convs[k].leavers)
+    return chosen
 
 
 def apply(state: PackingState, chosen: Sequence[Conversion], waiting: set[int]) -> int | None:
@@ -227,6 +269,7 @@ def migrate(
     budget: int,
     settings: SolverSettings,
     deadline: float,
+    bound: int | None = None,
 ) -> int:
     """Move toward an optimum-style target for the GPU pods; returns moves made (<= budget).
 
@@ -242,19 +285,20 @@ def migrate(
     seconds = deadline - time.perf_counter()
     if seconds <= 0.5:
         return 0
-    target = solve_optimum(state.nodes, sub, replace(settings, max_time_in_seconds=0.6 * seconds), start=start)
+    target = solve_optimum(state.nodes, sub, replace(settings, max_time_in_seconds=0.65 * seconds), start=start,
+                           known_bound=bound, keep_started=True)
     if target.allocated_milli <= state.milli - sum(state.pods[p].gpu_demand_milli for p in state.placement
                                                     if not state.pods[p].num_gpu):
         return 0
-    target_nodes: dict[int, Counter[PodShape]] = defaultdict(Counter)
+    target_nodes: dict[int, list[tuple[PodShape, tuple[int, ...]]]] = defaultdict(list)
     for a in target.assignments:
-        target_nodes[a.node][shape_of(a.pod)] += 1
+        target_nodes[a.node].append((shape_of(a.pod), a.gpus))
 
     # First with CPU-only pods free to move (re-homed by best fit), else with them pinned.
     for cpu_only_move in (True, False):
         convs = _conversions(state, types, target_nodes, cpu_only_move)
         left = deadline - time.perf_counter()
-        chosen = choose(state, convs, waiting, budget, settings, max(0.1, left if not cpu_only_move else 0.6 * left))
+        chosen = choose(state, convs, waiting, budget, settings, max(0.1, left if not cpu_only_move else 0.7 * left))
         moves = apply(state, chosen, waiting)
         if moves is not None:
             return moves
@@ -262,12 +306,17 @@ def migrate(
 
 
 def _conversions(
-    state: PackingState, types: Sequence[NodeType], target_nodes: Mapping[int, Counter[PodShape]], cpu_only_move: bool
+    state: PackingState,
+    types: Sequence[NodeType],
+    target_nodes: Mapping[int, Sequence[tuple[PodShape, tuple[int, ...]]]],
+    cpu_only_move: bool,
 ) -> list[Conversion]:
-    """Match target node contents to nodes (per type) and lay each out around its staying pods."""
+    """Match target node contents to nodes (per type) and lay each out around its staying pods
+    (or, when that would drop slots, in the target node's own layout)."""
     convs: list[Conversion] = []
     for t in types:
-        targets = [target_nodes[x] for x in t.members if target_nodes.get(x)]
+        layouts = [target_nodes[x] for x in t.members if target_nodes.get(x)]
+        targets = [Counter(sh for sh, _ in lay) for lay in layouts]
         matched = _match(state, t.members, targets)
         for x in t.members:
             want = Counter(targets[matched[x]]) if x in matched else Counter()
@@ -278,6 +327,8 @@ def _conversions(
             laid = _layout_on(state, x, want)
             if laid is None:
                 continue  # cannot reach this pattern around the staying pods: keep the node as is
+            if cpu_only_move and x in matched and len(laid[0]) + len(laid[1]) < sum(want.values()):
+                laid = _layout_exact(state, x, layouts[matched[x]])
             stays, arrivals = laid
             kept = frozenset(stays)
             leavers = tuple(sorted(p for p in state.on_node.get(x, ()) if p not in kept))

@@ -5,7 +5,8 @@ plus, across the window,
 
     sum_i n[i,s] <= available_s                                   (pods exist)
 
-Mode FREE (offline optimum): every pod on a window node joins the pool; any may be dropped.
+Mode FREE (offline optimum): every pod on a window node joins the pool; any may be dropped,
+unless `min_counts` asks for at least so many pods of a shape in the window.
 Mode KEEP (rescheduler): a pod p already placed has keep[p] (bool): it stays on its node
 and GPUs, or it moves; every moved pod must land again inside the window,
 
@@ -62,9 +63,11 @@ class WindowModel:
         mode: Mode = Mode.FREE,
         budget: int | None = None,
         shapes: Sequence[PodShape] | None = None,
+        min_counts: Mapping[PodShape, int] | None = None,
     ) -> None:
         """`current`: pod -> placement for every pod on a window node; `pool`: unplaced candidates;
-        `shapes`: the shape of every pod, if the caller has them (saves recomputing)."""
+        `shapes`: the shape of every pod, if the caller has them (saves recomputing);
+        `min_counts` (FREE): at least this many pods of a shape must be in the window after."""
         shape = (lambda p: shapes[p]) if shapes is not None else (lambda p: shape_of(pods[p]))
         self.nodes, self.pods, self.window, self.mode = nodes, pods, list(window), mode
         self.current = dict(current)
@@ -110,6 +113,9 @@ class WindowModel:
             if not keep_mode:
                 if len(placed) > 0:
                     m.add(sum(placed) <= available[s])
+                need = (min_counts or {}).get(s, 0)
+                if need > 0:
+                    m.add(sum(placed) >= need)
                 continue
             cur = self.shape_current.get(s, [])
             moved = sum(1 - self.keep[p] for p in cur)
