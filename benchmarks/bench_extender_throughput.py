@@ -154,7 +154,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--policy", default="fgd")
-    ap.add_argument("--filter-mode", default="feasible", choices=["feasible", "chosen"])
+    ap.add_argument("--filter-mode", default="chosen", choices=["feasible", "chosen"])
     ap.add_argument("--out", type=Path, default=REPO / ".cache" / "reports" / "bench_extender_throughput.json")
     args = ap.parse_args()
 

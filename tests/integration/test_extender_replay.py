@@ -8,11 +8,13 @@ What must hold:
 - after the restart the extender's cache holds every allocation made before it, and nothing twice.
 
 Determinism (why an exact match is expected): the extender decides in filter with place_one
-over its nodes in name order and a tie-break rng seeded from (seed, namespace/name), reserves
-the choice, and prioritize gives that node 10 and every other feasible node at most 4. With
+over its nodes in name order and a tie-break rng seeded from (seed, namespace/name), and
+reserves the choice. With --filter-mode chosen (the default) filter returns that node alone,
+so kube-scheduler has nothing else to pick. With OME_REPLAY_FILTER_MODE=feasible filter returns
+every feasible node and prioritize gives the choice 10 and the others at most 4: with
 `ome cluster up --extender`'s weight 5 the choice leads by >= (10-4) x 5 x 10 = 300 points,
 more than kube-scheduler's own scores can differ for these bare pods (NodeResourcesFit +
-BalancedAllocation, <= 200), so kube-scheduler binds where the extender chose.
+BalancedAllocation, <= 200). Both modes matched exactly on seed 42.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 SEED = int(os.environ.get("OME_REPLAY_SEED", "42"))
 PODS = int(os.environ.get("OME_REPLAY_PODS", "2000"))
 POLICY = os.environ.get("OME_REPLAY_POLICY", "fgd")
+FILTER_MODE = os.environ.get("OME_REPLAY_FILTER_MODE", "chosen")  # or "feasible"
 NAMESPACE = "replay"
 TRACE = "openb_pod_list_default.csv"
 REPO = Path(__file__).resolve().parents[2]
@@ -94,7 +97,7 @@ class Extender:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "ome.scheduler", "serve", "--host", "127.0.0.1", "--port", str(self.port),
                  "--kubeconfig", str(self.kubeconfig), "--policy", POLICY, "--target", str(self.target),
-                 "--seed", "0"], stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+                 "--seed", "0", "--filter-mode", FILTER_MODE], stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
         while time.monotonic() - started < timeout_s:
             if self.proc.poll() is not None:
                 pytest.fail(f"extender exited with {self.proc.returncode}; see {self.log}", pytrace=False)
@@ -215,7 +218,8 @@ def test_replay_matches_in_process_and_survives_a_restart(tmp_path: Path) -> Non
     cluster = LocalCluster(ClusterSettings(directory=tmp_path / "cluster", extender_url=f"http://127.0.0.1:{port}",
                                            controller_manager=False, node_ready_timeout_s=600))
     extender = Extender(port, cluster.kubeconfig, folder / TRACE, tmp_path / "extender.log")
-    report: dict[str, Any] = {"seed": SEED, "pods": PODS, "policy": POLICY, "nodes": len(nodes)}
+    report: dict[str, Any] = {"seed": SEED, "pods": PODS, "policy": POLICY, "nodes": len(nodes),
+                              "filter_mode": FILTER_MODE}
     try:
         t0 = time.monotonic()
         cluster.start(nodes)

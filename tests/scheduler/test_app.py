@@ -14,8 +14,9 @@ App = tuple[Extender, FakeKube, TestClient]
 NAMES = ["n0", "n1", "n2", "n3"]
 
 
-def test_filter_prioritize_bind_round_trip(app: App) -> None:
-    e, kube, client = app
+def test_filter_prioritize_bind_round_trip() -> None:
+    """--filter-mode feasible: every feasible node back, prioritize picks (10) the reserved one."""
+    e, kube, client = build(filter_mode="feasible")
     pod = make_pod("p", milli=300, uid="u1")
     kube.add_pod(pod)
     r = client.post("/filter", json={"Pod": pod, "NodeNames": NAMES, "Nodes": None})
@@ -37,6 +38,15 @@ def test_filter_prioritize_bind_round_trip(app: App) -> None:
     assert r.json() == {"Error": ""} and len(kube.binds) == 1
 
 
+def test_chosen_mode_returns_the_one_node_it_reserved(app: App) -> None:
+    e, kube, client = app
+    pod = make_pod("p", gpus=2, uid="u1")
+    kube.add_pod(pod)
+    body = client.post("/filter", json={"Pod": pod, "NodeNames": NAMES}).json()
+    assert len(body["NodeNames"]) == 1 and body["FailedNodes"] == {} and body["Error"] == ""
+    assert e.entries["u1"].node == body["NodeNames"][0] and e.entries["u1"].state == "reserved"
+
+
 def test_lowercase_keys_of_the_old_api_are_read(app: App) -> None:
     _, kube, client = app
     pod = make_pod("p", gpus=1, uid="u1")
@@ -49,12 +59,13 @@ def test_lowercase_keys_of_the_old_api_are_read(app: App) -> None:
     assert r.json() == {"Error": ""}
 
 
-def test_full_node_list_gets_a_node_list_back(app: App) -> None:
-    _, _, client = app
-    items = [make_node(n, "A100", 4) for n in NAMES]
-    r = client.post("/filter", json={"Pod": make_pod("p", gpus=4), "Nodes": {"metadata": {}, "items": items}})
-    body = r.json()
-    assert body["NodeNames"] is None and len(body["Nodes"]["items"]) == 4
+def test_full_node_list_gets_a_node_list_back() -> None:
+    for mode, count in (("feasible", 4), ("chosen", 1)):
+        _, _, client = build(filter_mode=mode)
+        items = [make_node(n, "A100", 4) for n in NAMES]
+        r = client.post("/filter", json={"Pod": make_pod("p", gpus=4), "Nodes": {"metadata": {}, "items": items}})
+        body = r.json()
+        assert body["NodeNames"] is None and len(body["Nodes"]["items"]) == count
 
 
 def test_bind_failure_releases_and_reports(app: App) -> None:

@@ -81,24 +81,28 @@ def create_app(engine: Extender, kube: KubeApi, *, watch: bool = True) -> FastAP
                 await aclose()
 
     async def _sweep() -> None:
-        warmed = -1
+        warmed = -1  # the arrays generation the cache was last warmed for
         while True:
             await asyncio.sleep(SWEEP_S)
             try:
                 engine.expire()
                 engine.refresh_target()
-                if engine.ready and engine.generation != warmed and not warming.is_set():
-                    warmed = engine.generation
+                # Keep the score cache fresh off the critical path: after a rebuild every shape is
+                # scored anew; otherwise each pass re-scores only the nodes that changed since.
+                if engine.ready and not warming.is_set():
                     warming.set()
-                    threading.Thread(target=_warm, name="ome-warm-up", daemon=True).start()
+                    threading.Thread(target=_warm, args=(engine.generation != warmed,), name="ome-warm-up",
+                                     daemon=True).start()
+                    warmed = engine.generation
             except Exception:  # noqa: BLE001 - keep sweeping
                 log.exception("sweep failed")
 
-    def _warm() -> None:
+    def _warm(rebuilt: bool) -> None:
         try:
             started = time.perf_counter()
             shapes = engine.warm(stop)
-            log.info("score cache warmed for %d shapes in %.2fs", shapes, time.perf_counter() - started)
+            if rebuilt:
+                log.info("score cache warmed for %d shapes in %.2fs", shapes, time.perf_counter() - started)
         finally:
             warming.clear()
 

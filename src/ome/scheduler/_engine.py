@@ -34,7 +34,7 @@ import numpy as np
 from ome.domain import MILLI, Assignment, InvalidInput, Node, PodRequest
 from ome.solver import NEEDS_TARGET, Bind, ClusterArrays, FragModel, TargetWorkload, make_policy, place_one
 
-from ._scores import RecordingPolicy, is_node_local
+from ._scores import MAX_SHAPES, RecordingPolicy, is_node_local
 from ._settings import FILTER_CHOSEN, ExtenderSettings
 from ._target import target_from_pods
 from ._translate import ANNOTATION_GPU_INDEX, PodInfo, format_gpu_index, node_from_v1, pod_from_v1
@@ -288,25 +288,26 @@ class Extender:
         self._pending.pop(entry.uid, None)
 
     def warm(self, stop: threading.Event | None = None) -> int:
-        """Fill the score cache for the target shapes and the shapes of the pods seen, one shape
-        per lock hold (requests wait for at most one). Stops when the arrays are rebuilt. Returns
-        the number of shapes computed."""
+        """Score the target's shapes, the shapes of the pods seen and `warm_shapes` on every node
+        where they fit, one shape per lock hold (a request waits for one at most): all nodes after
+        a rebuild, only the nodes changed since otherwise. Stops when the arrays are rebuilt.
+        Returns the number of shapes visited."""
         with self._lock:
             self._ensure()
-            generation = self.generation
-            if not self.policy.cache:
-                return 0
-            shapes: dict[Any, PodRequest] = {}
-            if self._target is not None:
-                for s in self._target.shapes:
-                    pod = PodRequest("warm-up", s.cpu_milli, 0, s.num_gpu, s.gpu_milli if s.num_gpu else 0, s.gpu_models)
-                    shapes.setdefault(self.policy.key(pod), pod)
-            for info in self.pods.values():
-                shapes.setdefault(self.policy.key(info.request), info.request)
-            for pod in self.warm_shapes:
-                shapes.setdefault(self.policy.key(pod), pod)
+            generation, policy = self.generation, self.policy
+            target = self._target
+            seen = [info.request for info in self.pods.values()]
+        if not policy.cache:
+            return 0
+        shapes: dict[Any, PodRequest] = {}
+        if target is not None:
+            for s in target.shapes:
+                pod = PodRequest("warm-up", s.cpu_milli, 0, s.num_gpu, s.gpu_milli if s.num_gpu else 0, s.gpu_models)
+                shapes.setdefault(policy.key(pod), pod)
+        for pod in (*self.warm_shapes, *seen):
+            shapes.setdefault(policy.key(pod), pod)
         done = 0
-        for pod in list(shapes.values())[:MAX_DECISIONS]:
+        for pod in list(shapes.values())[:MAX_SHAPES]:
             if stop is not None and stop.is_set():
                 break
             with self._lock:

@@ -24,10 +24,14 @@ class ExtenderSettings:
     of policies that need one (fgd). None: the shapes of the pods seen in the cluster."""
     target_refresh_s: float = 600.0
     """With target_path None: how often the observed target workload is rebuilt, seconds."""
-    filter_mode: str = FILTER_FEASIBLE
-    """"feasible": filter returns every node where the pod fits and prioritize gives the chosen
-    one 10 (others 0..4), so kube-scheduler's soft preferences can still weigh in.
-    "chosen": filter returns only the chosen node (kube-scheduler then skips scoring)."""
+    filter_mode: str = FILTER_CHOSEN
+    """"chosen": filter returns only the node it chose (with its GPUs reserved), so kube-scheduler
+    has one feasible node, skips scoring and prioritize, and binds there: one extender call on
+    the critical path of a pod. "feasible": filter returns every node where the pod fits and
+    prioritize gives the chosen one 10 (others 0..4), so kube-scheduler's soft preferences
+    (preferred affinity, spread) still weigh in, at the price of a second call (kube-scheduler
+    calls prioritize after its own scoring, not beside it): about half the throughput at
+    1,213 nodes (benchmarks/bench_extender_throughput.py)."""
     reservation_ttl_s: float = 30.0
     """A filter's reservation is dropped if no bind for the pod arrives within this time."""
     bind_ttl_s: float = 60.0

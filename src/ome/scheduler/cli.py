@@ -28,7 +28,7 @@ def serve(
     tls_key: Annotated[Path | None, typer.Option("--tls-key", help="Private key of --tls-cert.")] = None,
     target: Annotated[Path | None, typer.Option(help="Pod-list CSV whose shapes are the target workload (fgd); default: the pods in the cluster.")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the per-pod tie-break.")] = 0,
-    filter_mode: Annotated[str, typer.Option(help=f"{FILTER_FEASIBLE!r}: every feasible node, choice scored 10; {FILTER_CHOSEN!r}: only the chosen node.")] = FILTER_FEASIBLE,
+    filter_mode: Annotated[str, typer.Option(help=f"{FILTER_CHOSEN!r}: filter returns only the chosen node; {FILTER_FEASIBLE!r}: every feasible node, the choice scored 10 by prioritize.")] = FILTER_CHOSEN,
     reservation_ttl: Annotated[float, typer.Option(help="Seconds a filter's reservation waits for its bind.")] = 30.0,
     log_level: Annotated[str, typer.Option(help="Python log level.")] = "INFO",
 ) -> None:
