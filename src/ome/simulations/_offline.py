@@ -138,7 +138,7 @@ def replay_with_repack(
     repack_seconds = 0.0
     for i, pod in enumerate(sequence):
         arrived += pod.gpu_demand_milli
-        decision = place_one(cluster, pod, policy, rng)
+        decision = place_one(cluster, pod, policy, rng, tie_break="first")
         if isinstance(decision, Bind):
             assignments[i] = cluster.allocate(pod, decision.node, decision.gpus)
             policy.observe(cluster, pod, decision.node, decision.gpus)
@@ -201,7 +201,7 @@ def _optimum_runner(nodes: Sequence[Node], sequence: Sequence[PodRequest], targe
 
 def _repack_runner(nodes: Sequence[Node], sequence: Sequence[PodRequest], target: TargetWorkload, seed: int) -> ReplayResult:
     # A repack every 500 arrivals, up to 1,000 moves and 20 s each (about 2 min per seed on 2 cores).
-    return replay_with_repack(nodes, sequence, "bestfit", target, seed, every_pods=500, budget_moves=1000,
+    return replay_with_repack(nodes, sequence, "ome", target, seed, every_pods=500, budget_moves=1000,
                               settings=SolverSettings(max_time_in_seconds=20.0, random_seed=seed))
 
 

@@ -72,6 +72,7 @@ def replay(
     seed: int,
     target: TargetWorkload,
     keep_placements: bool = False,
+    tie_break: str = "first",
     on_pod: "callable[[int], None] | None" = None,  # type: ignore[valid-type]
 ) -> ReplayResult:
     """Place `sequence` one pod at a time on `cluster` (mutated) with `policy`."""
@@ -86,7 +87,7 @@ def replay(
     started = time.perf_counter()
     for i, pod in enumerate(sequence):
         arrived += pod.gpu_demand_milli
-        decision = place_one(cluster, pod, policy, rng)
+        decision = place_one(cluster, pod, policy, rng, tie_break=tie_break)
         if isinstance(decision, Bind):
             cluster.allocate(pod, decision.node, decision.gpus)
             policy.observe(cluster, pod, decision.node, decision.gpus)

@@ -40,6 +40,7 @@ class Scenario:
     inflation: float = 1.3
     as_is: bool = False
     synthetic_seed: int = 7
+    tie_break: str = "first"  # equal top scores: lowest node index ("first") or uniform ("random")
 
     @property
     def name(self) -> str:
@@ -83,7 +84,8 @@ def run_task(task: Task) -> ReplayResult:
     if offline is not None:
         return offline(nodes, seq, target, task.seed)
     policy = make_policy(task.policy, seed=task.seed, target=target)
-    return replay(ClusterArrays(nodes), seq, policy, seed=task.seed, target=target, keep_placements=task.scenario.as_is)
+    return replay(ClusterArrays(nodes), seq, policy, seed=task.seed, target=target,
+                  keep_placements=task.scenario.as_is, tie_break=task.scenario.tie_break)
 
 
 def run_all(

@@ -29,6 +29,7 @@ def simulate(
     first_seed: Annotated[int, typer.Option(help="first seed")] = 42,
     inflation: Annotated[float, typer.Option(min=0.1, help="arrivals up to this multiple of GPU capacity")] = 1.3,
     as_is: Annotated[bool, typer.Option("--as-is", help="replay the file's pods once, in file order")] = False,
+    tie_break: Annotated[str, typer.Option(help="equal top scores go to the first node in list order ('first') or a random one ('random')")] = "first",
     workers: Annotated[Optional[int], typer.Option(help="parallel processes (default: CPU count)")] = None,
     json_out: Annotated[Optional[Path], typer.Option("--json", help="write the JSON report here")] = None,
     plot_out: Annotated[Optional[Path], typer.Option("--plot", help="write the Figure 9(a)-style PNG here")] = None,
@@ -40,7 +41,9 @@ def simulate(
         if unknown:
             raise InvalidInput(f"unknown policy {', '.join(unknown)}; known: {', '.join(sorted(known_settings()))}")
         trace_path = str(resolve_trace(trace, trace_dir)) if trace else None
-        scenario = Scenario(trace_path, str(nodes) if nodes else None, inflation, as_is)
+        if tie_break not in ("first", "random"):
+            raise InvalidInput(f"--tie-break must be 'first' or 'random', got {tie_break!r}")
+        scenario = Scenario(trace_path, str(nodes) if nodes else None, inflation, as_is, tie_break=tie_break)
         node_list, pods = load_scenario(scenario)
     except InvalidInput as exc:
         console.print(f"[red]error:[/red] {exc}")

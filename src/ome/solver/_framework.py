@@ -82,6 +82,7 @@ def place_one(
     policy: Policy,
     rng: np.random.Generator,
     candidates: npt.NDArray[np.bool_] | None = None,
+    tie_break: str = "random",
 ) -> Decision:
     """Choose a node and GPUs for one pod. `candidates` narrows the nodes (the extender's list)."""
     mask = cluster.fits_mask(pod)
@@ -92,8 +93,10 @@ def place_one(
         return Infeasible(explain_infeasible(cluster, pod))
     scores = check_scores(policy.name, policy.score(cluster, pod, nodes))
     best = np.flatnonzero(scores == scores.max())
-    node = int(nodes[best[rng.integers(best.size)]] if best.size > 1 else nodes[best[0]])
+    pick = best[rng.integers(best.size)] if tie_break == "random" and best.size > 1 else best[0]
+    node = int(nodes[pick])
     return Bind(node, policy.choose_gpus(cluster, pod, node), int(scores.max()))
 
 
 PolicyFactory = Callable[..., Policy]
+TIE_BREAKS = ("first", "random")

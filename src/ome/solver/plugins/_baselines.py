@@ -27,7 +27,7 @@ class _Stateless:
 
 
 class RandomPolicy(_Stateless):
-    """Every feasible node scores the same; the framework's random tie-break decides. GPUs at random."""
+    """A random score in 0..100 for every feasible node (the FGD simulator's RandomScore); GPUs at random."""
 
     name = "random"
 
@@ -35,7 +35,7 @@ class RandomPolicy(_Stateless):
         self._rng = np.random.default_rng(seed)
 
     def score(self, cluster: ClusterArrays, pod: PodRequest, nodes: IntArray) -> IntArray:
-        return np.zeros(nodes.size, np.int64)
+        return self._rng.integers(0, 101, nodes.size).astype(np.int64)
 
     def choose_gpus(self, cluster: ClusterArrays, pod: PodRequest, node: int) -> tuple[int, ...]:
         usable = np.flatnonzero(cluster.gpu_free[node] >= pod.gpu_milli) if pod.num_gpu else np.empty(0, np.int64)
