@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from ome.domain import PodRequest
+from ome.domain import MILLI, PodRequest
 
 from ._arrays import ClusterArrays
 
@@ -133,23 +133,25 @@ class FragModel:
         Uses per-level deltas: only GPU g changes, so counts and sums move by at most one GPU.
         Entries where GPU g has less than `milli` free are +inf.
         """
-        idle = gpu_free.sum(axis=-1).astype(np.float64)  # (N,)
-        cnt, high = self._level_stats(gpu_free)  # (N, U)
-        f = gpu_free  # (N, G)
+        out = np.full(gpu_free.shape, np.inf)
+        rows, cols = np.nonzero(gpu_free >= milli)
+        if rows.size == 0:
+            return out
+        # GPUs of one node with the same free milli give the same result: evaluate each once.
+        key = rows * (2 * MILLI + 1) + gpu_free[rows, cols]
+        _, first, inverse = np.unique(key, return_index=True, return_inverse=True)
+        r, c_ = rows[first], cols[first]
+        idle = gpu_free[r].sum(axis=-1).astype(np.float64)  # (P,)
+        cnt, high = self._level_stats(gpu_free[r])  # (P, U)
+        f = gpu_free[r, c_]  # (P,)
         f2 = f - milli
-        lv = self.levels[None, :, None]  # (1, U, 1)
-        was = f[:, None, :] >= lv  # (N, U, G)
-        now = f2[:, None, :] >= lv
-        cnt2 = cnt[:, :, None] - was + now  # (N, U, G)
-        high2 = high[:, :, None] - was * f[:, None, :] + now * f2[:, None, :]
-        cpu2 = cpu_free - cpu  # (N,)
-        c = cnt2[:, self.shape_level, :]  # (N, S, G)
-        h = high2[:, self.shape_level, :]
-        host = (c >= self.shape_num[None, :, None]) & (cpu2[:, None, None] >= self.shape_cpu[None, :, None])
-        host &= np.moveaxis(self.access[:, model_id], 0, -1)[:, :, None]
-        hosted = (host * h * self.shape_weight[None, :, None]).sum(axis=1)  # (N, G)
-        out = (idle - milli)[:, None] - hosted
-        return np.where(f >= milli, out, np.inf)
+        was = f[:, None] >= self.levels  # (P, U)
+        now = f2[:, None] >= self.levels
+        cnt2 = cnt - was + now
+        high2 = high - was * f[:, None] + now * f2[:, None]
+        hosted = self._hosted(cnt2, high2, cpu_free[r] - cpu, model_id[r])  # (P,)
+        out[rows, cols] = ((idle - milli) - hosted)[inverse.reshape(-1)]
+        return out
 
 
 def take_whole_gpus(gpu_free: IntArray, count: int) -> IntArray:

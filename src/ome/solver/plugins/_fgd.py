@@ -39,14 +39,6 @@ class FgdPolicy:
 
     def gpu_scores(self, cluster: ClusterArrays, pod: PodRequest, nodes: IntArray) -> IntArray:
         """(len(nodes), G) scores of putting a sharing pod on each GPU; -1 where it does not fit."""
-        # Nodes in identical states score identically: evaluate each distinct state once.
-        states = np.column_stack((cluster.model_id[nodes], cluster.cpu_free[nodes], cluster.gpu_free[nodes]))
-        distinct, first, inverse = np.unique(states, axis=0, return_index=True, return_inverse=True)
-        if distinct.shape[0] < nodes.size:
-            return self._gpu_scores(cluster, pod, nodes[first])[inverse.reshape(-1)]
-        return self._gpu_scores(cluster, pod, nodes)
-
-    def _gpu_scores(self, cluster: ClusterArrays, pod: PodRequest, nodes: IntArray) -> IntArray:
         fm = self._frag(cluster)
         free, cpu, model = cluster.gpu_free[nodes], cluster.cpu_free[nodes], cluster.model_id[nodes]
         before = fm.node_frag(free, cpu, model)
