@@ -210,8 +210,10 @@ def _request(k: int, rng: np.random.Generator) -> dict[str, Any]:
     return make_pod(f"p{k}", milli=int(rng.choice([250, 500, 300, 700])), cpu="2", memory="2Gi", uid=f"u{k}")
 
 
-@pytest.mark.parametrize("policy", ["fgd", "bestfit", "gpu-packing", "most-allocated"])
-def test_decisions_equal_in_process_replay_across_a_restart(policy: str) -> None:
+@pytest.mark.parametrize(("policy", "tie_break"), [("fgd", "random"), ("bestfit", "random"),
+                                                  ("gpu-packing", "random"), ("most-allocated", "random"),
+                                                  ("fgd", "first"), ("gpu-packing", "first")])
+def test_decisions_equal_in_process_replay_across_a_restart(policy: str, tie_break: str) -> None:
     rng = np.random.default_rng(7)
     nodes = [make_node(f"n{i:02d}", ["A100", "T4", "H100"][i % 3], [8, 2, 4][i % 3]) for i in range(24)]
     pods = [_request(k, rng) for k in range(160)]
@@ -221,18 +223,18 @@ def test_decisions_equal_in_process_replay_across_a_restart(policy: str) -> None
     expected = {}
     for pod in pods:
         info = pod_from_v1(pod)
-        d = place_one(arrays, info.request, inner, tie_break_rng(0, info.key))
+        d = place_one(arrays, info.request, inner, tie_break_rng(0, info.key), tie_break=tie_break)
         if isinstance(d, Bind):
             arrays.allocate(info.request, d.node, d.gpus)
             inner.observe(arrays, info.request, d.node, d.gpus)
             expected[info.key] = (arrays.names[d.node], d.gpus)
     # Extender: filter + bind each pod; half-way, a new extender rebuilt from the bound pods.
-    e = engine(nodes, policy=policy)
+    e = engine(nodes, policy=policy, tie_break=tie_break)
     bound: list[dict[str, Any]] = []
     got = {}
     for k, pod in enumerate(pods):
         if k == 80:
-            e = engine(nodes, bound, policy=policy)
+            e = engine(nodes, bound, policy=policy, tie_break=tie_break)
         info = pod_from_v1(pod)
         out = e.filter(info, sorted(e.nodes, reverse=True))
         if not out.chosen:

@@ -506,7 +506,7 @@ class Extender:
             arrays, request = self.arrays, pod.request
             self.policy.forget()
             rng: Any = _LazyRng(self.settings.seed, pod.key)
-            decision = place_one(arrays, request, self.policy, rng, mask)
+            decision = place_one(arrays, request, self.policy, rng, mask, tie_break=self.settings.tie_break)
             failed: dict[str, str] = {n: "node is not (yet) in the OME extender's cache" for n in unknown}
             unresolvable: dict[str, str] = {}
             if isinstance(decision, Bind):
@@ -571,7 +571,8 @@ class Extender:
                     mask, _ = self._candidates(names)
                     self.policy.forget()
                     rng: Any = _LazyRng(self.settings.seed, pod.key)
-                    decision = place_one(self.arrays, pod.request, self.policy, rng, mask)
+                    decision = place_one(self.arrays, pod.request, self.policy, rng, mask,
+                                         tie_break=self.settings.tie_break)
                     chosen = decision.node if isinstance(decision, Bind) else -1
                     d = _Decision(self.generation, chosen, self.policy.last_nodes, self.policy.last_scores)
             values = np.zeros(len(self.arrays) + 1, np.int64)  # the last slot stands for unknown nodes

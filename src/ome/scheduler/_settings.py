@@ -19,6 +19,10 @@ class ExtenderSettings:
     """Name in ome.solver's policy registry (`ome.solver.policy_names()`)."""
     seed: int = 0
     """Seed of the per-pod tie-break (see tie_break_rng) and of seeded policies."""
+    tie_break: str = "random"
+    """Among nodes with the top score: "random" (seeded per pod, as kube-scheduler's selectHost
+    draws at random) or "first" (the first in name order, like `ome simulate --tie-break first`
+    on a node list in name order)."""
     target_path: Path | None = None
     """Pod list (openb CSV: cpu_milli, num_gpu, gpu_milli[, gpu_spec]) giving the target workload
     of policies that need one (fgd). None: the shapes of the pods seen in the cluster."""
@@ -45,6 +49,8 @@ class ExtenderSettings:
     """Preempt: exact search over victim subsets when a node has at most this many candidates."""
 
     def __post_init__(self) -> None:
+        if self.tie_break not in ("random", "first"):
+            raise ValueError("tie_break must be 'random' or 'first'")
         if self.filter_mode not in (FILTER_FEASIBLE, FILTER_CHOSEN):
             raise ValueError(f"filter_mode must be {FILTER_FEASIBLE!r} or {FILTER_CHOSEN!r}")
         for name in ("reservation_ttl_s", "bind_ttl_s", "bind_timeout_s", "target_refresh_s"):

@@ -28,6 +28,7 @@ def serve(
     tls_key: Annotated[Path | None, typer.Option("--tls-key", help="Private key of --tls-cert.")] = None,
     target: Annotated[Path | None, typer.Option(help="Pod-list CSV whose shapes are the target workload (fgd); default: the pods in the cluster.")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the per-pod tie-break.")] = 0,
+    tie_break: Annotated[str, typer.Option(help="Equal top scores: 'random' (seeded per pod) or 'first' (name order).")] = "random",
     filter_mode: Annotated[str, typer.Option(help=f"{FILTER_CHOSEN!r}: filter returns only the chosen node; {FILTER_FEASIBLE!r}: every feasible node, the choice scored 10 by prioritize.")] = FILTER_CHOSEN,
     reservation_ttl: Annotated[float, typer.Option(help="Seconds a filter's reservation waits for its bind.")] = 30.0,
     log_level: Annotated[str, typer.Option(help="Python log level.")] = "INFO",
@@ -51,7 +52,7 @@ def serve(
     if policy not in policy_names():
         raise typer.BadParameter(f"unknown policy {policy!r}; known: {', '.join(policy_names())}", param_hint="--policy")
     try:
-        settings = ExtenderSettings(policy=policy, seed=seed, target_path=target, filter_mode=filter_mode,
+        settings = ExtenderSettings(policy=policy, seed=seed, tie_break=tie_break, target_path=target, filter_mode=filter_mode,
                                     reservation_ttl_s=reservation_ttl)
         target_pods = pods_from_csv(target) if target else []
         engine = Extender(settings, target=TargetWorkload.from_pods(target_pods) if target_pods else None,
