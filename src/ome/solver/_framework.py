@@ -93,7 +93,8 @@ def place_one(
         return Infeasible(explain_infeasible(cluster, pod))
     scores = check_scores(policy.name, policy.score(cluster, pod, nodes))
     best = np.flatnonzero(scores == scores.max())
-    pick = best[rng.integers(best.size)] if tie_break == "random" and best.size > 1 else best[0]
+    rule = getattr(policy, "tie_break", tie_break)  # a policy may own the rule (random: it is the policy)
+    pick = best[rng.integers(best.size)] if rule == "random" and best.size > 1 else best[0]
     node = int(nodes[pick])
     return Bind(node, policy.choose_gpus(cluster, pod, node), int(scores.max()))
 

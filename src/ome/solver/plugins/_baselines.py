@@ -27,15 +27,16 @@ class _Stateless:
 
 
 class RandomPolicy(_Stateless):
-    """A random score in 0..100 for every feasible node (the FGD simulator's RandomScore); GPUs at random."""
+    """A feasible node chosen uniformly at random (every node scores the same); GPUs at random."""
 
     name = "random"
+    tie_break = "random"  # the choice itself: never the framework's node-order rule
 
     def __init__(self, seed: int = 0) -> None:
         self._rng = np.random.default_rng(seed)
 
     def score(self, cluster: ClusterArrays, pod: PodRequest, nodes: IntArray) -> IntArray:
-        return self._rng.integers(0, 101, nodes.size).astype(np.int64)
+        return np.zeros(nodes.size, np.int64)
 
     def choose_gpus(self, cluster: ClusterArrays, pod: PodRequest, node: int) -> tuple[int, ...]:
         usable = np.flatnonzero(cluster.gpu_free[node] >= pod.gpu_milli) if pod.num_gpu else np.empty(0, np.int64)
