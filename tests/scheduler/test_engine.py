@@ -334,3 +334,21 @@ def test_observed_target_comes_from_the_first_pod_list() -> None:
     e.replace_pods([make_pod(f"s{k}", milli=300, node="a", gpu_index=str(k)) for k in range(4)])
     e.filter(pod_from_v1(make_pod("p", gpus=1)), ["a"])
     assert e.target is not None and {(s.num_gpu, s.gpu_milli) for s in e.target.shapes} == {(1, 300)}
+
+
+def test_unchanged_pods_are_not_translated_again() -> None:
+    e = engine(cluster(("a", "A100", 2)))
+    pod = make_pod("p", gpus=1, uid="u1")
+    e.pod_event("ADDED", pod)
+    first = e.pods["u1"]
+    e.pod_event("MODIFIED", dict(pod, status={"phase": "Pending", "conditions": [{"type": "PodScheduled"}]}))
+    assert e.pods["u1"] is first  # a status-only update
+    assert e.request_pod_info(pod) is first
+    e.request_pod_info(make_pod("stranger", uid="u9"))
+    assert "u9" not in e._fingerprints  # requests never add to the cache
+    moved = dict(pod, spec=dict(pod["spec"], nodeName="a"), metadata=dict(pod["metadata"], annotations={
+        "ome.io/gpu-index": "1"}))
+    e.pod_event("MODIFIED", moved)
+    assert e.pods["u1"] is not first and e.entries["u1"].gpus == (1,)
+    e.pod_event("DELETED", moved)
+    assert "u1" not in e._fingerprints and "u1" not in e.entries

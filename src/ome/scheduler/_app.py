@@ -161,13 +161,13 @@ def create_app(engine: Extender, kube: KubeApi, *, watch: bool = True) -> FastAP
             metrics.latency.labels(verb).observe(time.perf_counter() - started)
 
     async def do_filter(obj: Any) -> Response:
-        args = extender_args(obj, "filter", engine.nodes)
+        args = extender_args(obj, "filter", engine.nodes, engine.request_pod_info)
         out = engine.filter(args.pod, args.names)
         metrics.decisions.labels("filter", "placed" if out.chosen else "unschedulable").inc()
         return _json(filter_result(out.nodes, out.failed, out.unresolvable, args.node_items))
 
     async def do_prioritize(obj: Any) -> Response:
-        args = extender_args(obj, "prioritize", engine.nodes)
+        args = extender_args(obj, "prioritize", engine.nodes, engine.request_pod_info)
         scores = engine.prioritize(args.pod, args.names)
         metrics.decisions.labels("prioritize", "scored").inc()
         return _json(host_priority_list(scores))

@@ -72,6 +72,30 @@ def canonical_order(nodes: Iterable[Node]) -> list[Node]:
     return sorted(nodes, key=lambda n: n.name)
 
 
+try:
+    from orjson import dumps as _dumps
+except ImportError:  # pragma: no cover
+    _dumps = None  # type: ignore[assignment]
+
+_FP_ANNOTATIONS = (ANNOTATION_GPU_INDEX, "ome.io/gpu-models", "ome.io/gpu-memory-mib")
+
+
+def fingerprint(obj: Mapping[str, Any]) -> int | None:
+    """A hash of everything pod_from_v1 and the PDB matching read (spec, phase, labels, OME's
+    annotations): kwok's status updates and the scheduler's repeated Pod bodies leave it alone,
+    so the pod is not translated again. None without orjson (always translate)."""
+    if _dumps is None:
+        return None
+    meta = obj.get("metadata") or {}
+    ann = meta.get("annotations") or {}
+    try:
+        return hash((_dumps(obj.get("spec")), (obj.get("status") or {}).get("phase"), _dumps(meta.get("labels")),
+                     meta.get("namespace"), meta.get("name"), tuple(ann.get(k) for k in _FP_ANNOTATIONS)
+                     if isinstance(ann, Mapping) else None))
+    except (TypeError, AttributeError):
+        return None
+
+
 class Refused(Exception):
     """A request the extender cannot act on: `status` is the HTTP code to answer with."""
 
@@ -182,6 +206,7 @@ class Extender:
         self._pending: dict[str, _Entry] = {}  # the reserved and binding subset of entries
         self._decisions: OrderedDict[str, _Decision] = OrderedDict()
         self._next_deadline = float("inf")
+        self._fingerprints: dict[str, tuple[int, PodInfo]] = {}
         self._name_sets: OrderedDict[tuple[str, ...], tuple[np.ndarray, list[str]]] = OrderedDict()
         self._names = np.empty(0, object)
         self._dirty = True
@@ -358,6 +383,7 @@ class Extender:
         with self._lock:
             self.pods.clear()
             self.labels.clear()
+            self._fingerprints.clear()
             old = self.entries
             self.entries, self._pending = {}, {}
             self._dirty = True
@@ -376,6 +402,7 @@ class Extender:
         with self._lock:
             if kind == "DELETED":
                 uid = str((obj.get("metadata") or {}).get("uid") or "")
+                self._fingerprints.pop(uid, None)
                 self.pods.pop(uid, None)
                 self.labels.pop(uid, None)
                 self._drop(uid)
@@ -383,15 +410,39 @@ class Extender:
             else:
                 self._pod_upsert(obj, self.entries)
 
+    def pod_info(self, obj: Mapping[str, Any], remember: bool = True) -> PodInfo:
+        """pod_from_v1, or the cached PodInfo when the pod's fingerprint has not changed.
+        Requests pass remember=False: only the watch adds entries (and deletes them), so callers
+        cannot grow the cache with made-up pods."""
+        meta = obj.get("metadata")
+        uid = meta.get("uid") if isinstance(meta, Mapping) else None
+        fp = fingerprint(obj) if isinstance(uid, str) and uid else None
+        if fp is not None:
+            known = self._fingerprints.get(uid)
+            if known is not None and known[0] == fp:
+                return known[1]
+        info = pod_from_v1(obj)
+        if fp is not None and remember:
+            with self._lock:
+                self._fingerprints[uid] = (fp, info)
+        return info
+
+    def request_pod_info(self, obj: Mapping[str, Any]) -> PodInfo:
+        return self.pod_info(obj, remember=False)
+
     def _pod_upsert(self, obj: Mapping[str, Any], entries: Mapping[str, _Entry]) -> None:
         try:
-            info = pod_from_v1(obj)
+            info = self.pod_info(obj)
         except InvalidInput as exc:
             self.unreadable_pods += 1
             log.warning("ignoring unreadable pod: %s", exc)
             return
         uid = info.uid
+        if entries is self.entries and self.pods.get(uid) is info and (
+                not info.node_name or (uid in self.entries and self.entries[uid].state == BOUND)):
+            return  # nothing we read changed (a kwok status update, a relist of the same pod)
         if info.terminal:
+            self._fingerprints.pop(uid, None)
             self.pods.pop(uid, None)
             self.labels.pop(uid, None)
             if entries is self.entries:

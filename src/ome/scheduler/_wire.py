@@ -11,7 +11,7 @@ Every problem with a request raises BadRequest naming the field: the app answers
 from __future__ import annotations
 
 import json
-from collections.abc import Container, Mapping, Sequence
+from collections.abc import Callable, Container, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -65,11 +65,13 @@ def _folded(obj: object, what: str) -> dict[str, Any]:
     return out
 
 
-def _pod(args: Mapping[str, Any], what: str) -> PodInfo:
+def _pod(args: Mapping[str, Any], what: str, translate: Callable[[Any], PodInfo] = pod_from_v1) -> PodInfo:
     if args.get("pod") is None:
         raise BadRequest(f"{what}: missing Pod")
+    if not isinstance(args["pod"], Mapping):
+        raise BadRequest(f"{what}: Pod must be an object", status=422)
     try:
-        return pod_from_v1(args["pod"])
+        return translate(args["pod"])
     except InvalidInput as exc:
         raise BadRequest(f"{what}: {exc}", status=422) from None
     except RecursionError:
@@ -102,9 +104,10 @@ class ExtenderArgs:
     node_items: list[Mapping[str, Any]] | None  # the NodeList items when sent in full (not cache-capable)
 
 
-def extender_args(obj: object, verb: str, known: Container[str] = ()) -> ExtenderArgs:
+def extender_args(obj: object, verb: str, known: Container[str] = (),
+                  translate: Callable[[Any], PodInfo] = pod_from_v1) -> ExtenderArgs:
     args = _folded(obj, f"{verb} request")
-    pod = _pod(args, verb)
+    pod = _pod(args, verb, translate)
     names = args.get("nodenames")
     if names is not None:
         return ExtenderArgs(pod, _names(names, f"{verb}: NodeNames", known), None)
