@@ -19,6 +19,8 @@ from typing import Any
 from fastapi import FastAPI, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from ome.domain import InvalidInput
+
 from ._engine import Extender, Refused
 from ._informer import Reflector, Resource, start_reflectors
 from ._kube import KubeApi, KubeError
@@ -185,7 +187,7 @@ def create_app(engine: Extender, kube: KubeApi, *, watch: bool = True) -> FastAP
                 raise BadRequest(f"pod {args.pod_namespace}/{args.pod_name} does not exist", status=404)
             try:
                 info = pod_from_v1(raw)
-            except Exception as exc:  # InvalidInput
+            except InvalidInput as exc:
                 raise BadRequest(f"pod {args.pod_namespace}/{args.pod_name}: {exc}", status=422) from None
             engine.pod_event("MODIFIED", raw)
             plan = engine.begin_bind(args.pod_uid, args.pod_namespace, args.pod_name, args.node, info)

@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from ome.domain import MILLI, Assignment, InvalidInput, Node, PodRequest
+from ome.domain import MILLI, Assignment, InvalidInput, InvariantViolation, Node, PodRequest
 from ome.solver import NEEDS_TARGET, Bind, ClusterArrays, FragModel, TargetWorkload, make_policy, place_one
 
 from ._scores import MAX_SHAPES, RecordingPolicy, is_node_local
@@ -280,7 +280,7 @@ class Extender:
                 entry.gpus = ()
         try:
             entry.applied = self.arrays.allocate(pod, i, entry.gpus)
-        except Exception as exc:  # InvariantViolation: the cluster holds more than the node has
+        except InvariantViolation as exc:  # the cluster holds more than the node has
             self.conflicts += 1
             log.error("cannot account %s on %s GPUs %s: %s", entry.key, entry.node, entry.gpus, exc)
             return False
