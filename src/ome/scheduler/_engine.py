@@ -19,14 +19,13 @@ from one stream (a restart or a retried filter must not change later choices).
 
 from __future__ import annotations
 
-import itertools
 import logging
 import threading
 import time
 import zlib
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
