@@ -47,7 +47,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 SEED = int(os.environ.get("OME_REPLAY_SEED", "42"))
 PODS = int(os.environ.get("OME_REPLAY_PODS", "2000"))
-POLICY = os.environ.get("OME_REPLAY_POLICY", "fgd")
+POLICY = os.environ.get("OME_REPLAY_POLICY", "ome")
 FILTER_MODE = os.environ.get("OME_REPLAY_FILTER_MODE", "chosen")  # or "feasible"
 NAMESPACE = "replay"
 TRACE = "openb_pod_list_default.csv"

@@ -5,9 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-DEFAULT_POLICY = "fgd"
-"""The policy `ome extender serve` uses without --policy. The best online policy in the
-registry; switch to "ome" once it is registered."""
+DEFAULT_POLICY = "ome"
+"""The policy `ome extender serve` uses without --policy: the best online policy in the registry."""
 
 FILTER_FEASIBLE = "feasible"
 FILTER_CHOSEN = "chosen"

@@ -24,7 +24,7 @@ def target_from_csv(path: Path) -> TargetWorkload:
 
 
 def pods_from_csv(path: Path) -> list[PodRequest]:
-    """The pods of an openb-style pod list (memory 0: the target workload does not use it)."""
+    """The pods of an openb-style pod list (memory_mib when the file has it: the `ome` policy uses it)."""
     try:
         handle = path.open(newline="")
     except OSError as exc:
@@ -40,7 +40,8 @@ def pods_from_csv(path: Path) -> list[PodRequest]:
                 num = int(float(row["num_gpu"] or 0))
                 milli = int(float(row["gpu_milli"] or 0)) if num else 0
                 spec = (row.get("gpu_spec") or "").strip()
-                pods.append(PodRequest(f"target-{reader.line_num}", int(float(row["cpu_milli"] or 0)), 0, num, milli,
+                memory = int(float(row.get("memory_mib") or 0))
+                pods.append(PodRequest(f"target-{reader.line_num}", int(float(row["cpu_milli"] or 0)), memory, num, milli,
                                        frozenset(s for s in spec.split("|") if s)))
             except (ValueError, InvalidInput) as exc:
                 raise InvalidInput(f"{path}:{reader.line_num}: {exc}") from None

@@ -29,12 +29,12 @@ class FgdPolicy:
     def __init__(self, target: TargetWorkload) -> None:
         self.target = target
         self._model: FragModel | None = None
-        self._owner: list[str] | None = None
+        self._models: tuple[str, ...] | None = None
 
     def _frag(self, cluster: ClusterArrays) -> FragModel:
-        if self._model is None or self._owner is not cluster.models:  # one FragModel per cluster layout
+        if self._model is None or self._models != tuple(cluster.models):  # one FragModel per set of GPU models
             self._model = FragModel(self.target, cluster)
-            self._owner = cluster.models
+            self._models = tuple(cluster.models)
         return self._model
 
     def gpu_scores(self, cluster: ClusterArrays, pod: PodRequest, nodes: IntArray) -> IntArray:

@@ -56,7 +56,7 @@ class OmePolicy:
         self.cpu_per_gpu = max(target.cpu_per_gpu, 1.0)
         self.mem_per_gpu = max(target.mem_per_gpu, 1.0)
         self._big = target.big_shapes
-        self._big_owner: list[str] | None = None
+        self._big_models: tuple[str, ...] | None = None
         self._big_cache: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
         self._gpu_waste = gpu_waste_table(target)
 
@@ -69,25 +69,24 @@ class OmePolicy:
     def _big_hostable(self, cluster: ClusterArrays, cpu: np.ndarray, mem: np.ndarray, full: np.ndarray, nodes: np.ndarray) -> np.ndarray:
         """(len(nodes), B) whether each big shape fits the given node states."""
         cpu_b, mem_b, num_b, model_ok = self._big_arrays(cluster)
-        return model_ok[nodes] & (cpu[:, None] >= cpu_b) & (mem[:, None] >= mem_b) & (full[:, None] >= num_b)
+        ok = model_ok[cluster.model_id[nodes]]  # model id -1 (no GPU) is the last row: all False
+        return ok & (cpu[:, None] >= cpu_b) & (mem[:, None] >= mem_b) & (full[:, None] >= num_b)
 
     def _big_arrays(self, cluster: ClusterArrays) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        # Cached per cluster layout; `is` on the models list (not id()) so a new cluster never hits a stale entry.
-        if self._big_owner is cluster.models and self._big_cache is not None:
-            return self._big_cache
-        model_ok = np.empty((len(cluster), len(self._big)), np.bool_)
-        for j, b in enumerate(self._big):
-            mask = cluster.model_id >= 0
-            if b.gpu_models:
-                mask &= np.isin(cluster.model_id, [i for i, m in enumerate(cluster.models) if m in b.gpu_models])
-            model_ok[:, j] = mask
-        self._big_cache = (
-            np.array([b.cpu_milli for b in self._big], np.int64),
-            np.array([b.memory_mib for b in self._big], np.int64),
-            np.array([b.num_gpu for b in self._big], np.int64),
-            model_ok,
-        )
-        self._big_owner = cluster.models
+        # Per GPU model, not per node, and keyed by the model names: nodes may come and go.
+        models = tuple(cluster.models)
+        if self._big_models != models or self._big_cache is None:
+            model_ok = np.zeros((len(models) + 1, len(self._big)), np.bool_)
+            for j, b in enumerate(self._big):
+                for i, m in enumerate(models):
+                    model_ok[i, j] = not b.gpu_models or m in b.gpu_models
+            self._big_cache = (
+                np.array([b.cpu_milli for b in self._big], np.int64),
+                np.array([b.memory_mib for b in self._big], np.int64),
+                np.array([b.num_gpu for b in self._big], np.int64),
+                model_ok,
+            )
+            self._big_models = models
         return self._big_cache
 
     def _host_value(self, cluster: ClusterArrays, hosts: np.ndarray) -> np.ndarray:
