@@ -289,8 +289,10 @@ def test_score_fields_are_all_the_policy_reads(policy: str) -> None:
 
 
 def test_warm_fills_the_cache() -> None:
-    e = engine(cluster(("a", "A100", 8), ("b", "T4", 2)))
+    # Only node-local policies (a node's score depends on that node alone) have a score cache.
+    e = engine(cluster(("a", "A100", 8), ("b", "T4", 2)), policy="fgd")
     assert e.warm() > 0
+    assert engine(cluster(("a", "A100", 8)), policy="ome").warm() == 0
 
 
 # ---------------------------------------------------------------- preemption
