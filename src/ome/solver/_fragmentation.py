@@ -45,6 +45,7 @@ class BigShape:
     num_gpu: int
     gpu_models: frozenset[str]
     demand_share: float
+    min_gpu_memory_mib: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,14 +76,16 @@ class TargetWorkload:
             covered += n
         gpu_pods = [p for p in pods if p.num_gpu]
         demand = sum(p.gpu_demand_milli for p in gpu_pods) / 1000 or 1.0
-        big = Counter((p.cpu_milli, p.memory_mib, p.num_gpu, p.gpu_models) for p in gpu_pods if p.num_gpu > 1)
+        big = Counter(
+            (p.cpu_milli, p.memory_mib, p.num_gpu, p.gpu_models, p.min_gpu_memory_mib) for p in gpu_pods if p.num_gpu > 1
+        )
         return TargetWorkload(
             tuple(s for s, _ in chosen),
             tuple(n / covered for _, n in chosen),
             cpu_per_gpu=sum(p.cpu_milli for p in gpu_pods) / demand,
             mem_per_gpu=sum(p.memory_mib for p in gpu_pods) / demand,
             big_shapes=tuple(
-                BigShape(c, m, g, models, n * g * 1000 / (demand * 1000)) for (c, m, g, models), n in big.items()
+                BigShape(c, m, g, models, n * g / demand, gmem) for (c, m, g, models, gmem), n in big.items()
             ),
         )
 

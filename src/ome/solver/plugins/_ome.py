@@ -59,6 +59,7 @@ class OmePolicy:
         self._big_models: tuple[str, ...] | None = None
         self._big_cache: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
         self._gpu_waste = gpu_waste_table(target)
+        self._big_gpu_memory = np.array([b.min_gpu_memory_mib for b in self._big], np.int64)
 
     # --- keys ---------------------------------------------------------------------------
     def _stranded(self, cpu: np.ndarray, mem: np.ndarray, gpu_free_milli: np.ndarray) -> np.ndarray:
@@ -70,6 +71,8 @@ class OmePolicy:
         """(len(nodes), B) whether each big shape fits the given node states."""
         cpu_b, mem_b, num_b, model_ok = self._big_arrays(cluster)
         ok = model_ok[cluster.model_id[nodes]]  # model id -1 (no GPU) is the last row: all False
+        gmem = cluster.gpu_memory[nodes][:, None]  # 0: unknown, accepted (as ClusterArrays does)
+        ok = ok & ((gmem == 0) | (gmem >= self._big_gpu_memory))
         return ok & (cpu[:, None] >= cpu_b) & (mem[:, None] >= mem_b) & (full[:, None] >= num_b)
 
     def _big_arrays(self, cluster: ClusterArrays) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
