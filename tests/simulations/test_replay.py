@@ -81,3 +81,12 @@ def test_cli_rejects_unknown_policy_and_trace(tmp_path: Path) -> None:
     assert r.exit_code == 2 and "unknown policy magic" in r.output
     r = CliRunner().invoke(app, ["simulate", "--trace", "nope", "--trace-dir", str(tmp_path)])
     assert r.exit_code == 2 and "openb_pod_list_nope.csv" in r.output
+
+
+def test_ome_beats_bestfit_on_the_embedded_llm_cluster() -> None:
+    """GPU-memory-bound replicas (70B on 80 GB GPUs only) must keep their homes."""
+    out = {}
+    for name in ("ome", "bestfit"):
+        r = run_task(Task(Scenario(None, None), name, 42))
+        out[name] = r.unallocated_pct[100]
+    assert out["ome"] <= out["bestfit"], out
