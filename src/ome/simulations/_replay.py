@@ -73,7 +73,6 @@ def replay(
     target: TargetWorkload,
     keep_placements: bool = False,
     tie_break: str = "first",
-    on_pod: "callable[[int], None] | None" = None,  # type: ignore[valid-type]
 ) -> ReplayResult:
     """Place `sequence` one pod at a time on `cluster` (mutated) with `policy`."""
     result = ReplayResult(policy.name, seed)
@@ -85,7 +84,7 @@ def replay(
     levels = list(LEVELS)
     curve = list(CURVE_LEVELS)
     started = time.perf_counter()
-    for i, pod in enumerate(sequence):
+    for pod in sequence:
         arrived += pod.gpu_demand_milli
         decision = place_one(cluster, pod, policy, rng, tie_break=tie_break)
         if isinstance(decision, Bind):
@@ -104,8 +103,6 @@ def replay(
             level = levels.pop(0)
             result.unallocated_pct[level] = unalloc
             result.frag_ratio_pct[level] = frag_ratio_pct(cluster, frag)
-        if on_pod is not None:
-            on_pod(i)
     result.seconds = time.perf_counter() - started
     result.allocated_pct_final = 100.0 * allocated / capacity
     return result

@@ -25,10 +25,8 @@ OFFLINE_RUNNERS: dict[str, OfflineRunner] = {}
 
 def _offline_runners() -> dict[str, OfflineRunner]:
     if not OFFLINE_RUNNERS:
-        try:
-            from ._offline import RUNNERS  # CP-SAT settings; imported lazily (ortools is heavy)
-        except ImportError:
-            return OFFLINE_RUNNERS
+        from ._offline import RUNNERS  # CP-SAT settings; imported lazily (ortools is heavy)
+
         OFFLINE_RUNNERS.update(RUNNERS)
     return OFFLINE_RUNNERS
 

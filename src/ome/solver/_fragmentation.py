@@ -164,7 +164,3 @@ def take_whole_gpus(gpu_free: IntArray, count: int) -> IntArray:
     order = np.cumsum(full, axis=-1)
     out[full & (order <= count)] = 0
     return out
-
-
-def shapes_of(pods: Sequence[PodRequest]) -> int:
-    return len({(p.cpu_milli, p.gpu_milli, p.num_gpu, p.gpu_models) for p in pods})

@@ -50,6 +50,8 @@ class OmePolicy:
     name = "ome"
 
     def __init__(self, target: TargetWorkload, host_weight: float = 0.5, share_waste: str = "sum") -> None:
+        if share_waste not in ("sum", "key", "off"):
+            raise ValueError(f"share_waste must be 'sum', 'key' or 'off', got {share_waste!r}")
         self.target = target
         self.host_weight = host_weight
         self.share_waste = share_waste
@@ -130,8 +132,6 @@ class OmePolicy:
             delta, _ = self._share_delta(free, pod.gpu_milli)
             if self.share_waste == "sum":
                 keys[0] = np.round(waste + delta.min(axis=1) / MILLI, 6)
-            elif self.share_waste == "first":
-                keys.insert(0, np.round(delta.min(axis=1), 3))
             else:
                 keys.append(np.round(delta.min(axis=1), 3))
             leftover = np.where(free >= pod.gpu_milli, free - pod.gpu_milli, 10 * MILLI).min(axis=1)
