@@ -26,7 +26,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 from ortools.sat.python import cp_model
 
-from ome.domain import MILLI, Assignment
+from ome.domain import InvariantViolation, MILLI, Assignment
 
 from ._greedy import best_fit_node
 from ._settings import SolverSettings
@@ -237,9 +237,26 @@ def apply(state: PackingState, chosen: Sequence[Conversion], waiting: set[int]) 
     for p in moved:
         state.remove(p)
     done: list[int] = []
-    for p, where in sorted(plan, key=lambda pw: (-state.pods[pw[0]].num_gpu, pw[0])):
-        state.place(p, where)
-        done.append(p)
+
+    def roll_back() -> None:
+        for q in done:
+            if q in state.placement:
+                state.remove(q)
+        for q, where in before.items():
+            if q in state.placement:
+                state.remove(q)
+        for q, where in before.items():
+            state.place(q, where)
+
+    try:
+        for p, where in sorted(plan, key=lambda pw: (-state.pods[pw[0]].num_gpu, pw[0])):
+            state.place(p, where)
+            done.append(p)
+    except InvariantViolation:
+        # A slot of the target layout that this node cannot hold (e.g. a GPU-memory bound
+        # shape on a smaller GPU): reject the whole conversion, as when a pod finds no home.
+        roll_back()
+        return None
     for p in sorted(homeless, key=lambda p: (-state.pods[p].cpu_milli, p)):
         home = before[p]
         if state.arrays.fits_mask_one(state.pods[p], home[0]):
@@ -247,13 +264,7 @@ def apply(state: PackingState, chosen: Sequence[Conversion], waiting: set[int]) 
         else:
             node = best_fit_node(state.arrays, state.pods[p])
             if node is None:
-                for q in done:
-                    state.remove(q)
-                for q, where in before.items():
-                    if q in state.placement:
-                        state.remove(q)
-                for q, where in before.items():
-                    state.place(q, where)
+                roll_back()
                 return None
             state.place(p, (node, ()))
         done.append(p)
