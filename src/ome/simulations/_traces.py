@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from ome.domain import MILLI, InvalidInput, Node, PodRequest
+from ome.domain import InvalidInput, Node, PodRequest
 
 NODE_FILE = "openb_node_list_gpu_node.csv"
 TRACE_DIR_ENV = "OME_TRACE_DIR"
@@ -128,7 +128,3 @@ def load_pods(path: str | os.PathLike[str]) -> Trace:
     if not pods:
         raise InvalidInput(f"{path}: no pods")
     return Trace(path.stem, tuple(pods))
-
-
-def total_gpu_milli(nodes: list[Node]) -> int:
-    return sum(n.gpu_count for n in nodes) * MILLI

@@ -11,6 +11,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from ome.domain import InvalidInput
+from ome.solver import TIE_BREAKS
 
 from ._replay import LEVELS
 from ._report import plot, report, write_json
@@ -41,8 +42,8 @@ def simulate(
         if unknown:
             raise InvalidInput(f"unknown policy {', '.join(unknown)}; known: {', '.join(sorted(known_settings()))}")
         trace_path = str(resolve_trace(trace, trace_dir)) if trace else None
-        if tie_break not in ("first", "random"):
-            raise InvalidInput(f"--tie-break must be 'first' or 'random', got {tie_break!r}")
+        if tie_break not in TIE_BREAKS:
+            raise InvalidInput(f"--tie-break must be one of {', '.join(TIE_BREAKS)}, got {tie_break!r}")
         scenario = Scenario(trace_path, str(nodes) if nodes else None, inflation, as_is, tie_break=tie_break)
         node_list, pods = load_scenario(scenario)
     except InvalidInput as exc:

@@ -5,7 +5,7 @@ Batch optimisation (CP-SAT) lives in ome.solver.cpsat and is imported explicitly
 
 from ._arrays import ClusterArrays
 from ._fragmentation import FragModel, Shape, TargetWorkload
-from ._framework import MAX_SCORE, Bind, Decision, Infeasible, Policy, explain_infeasible, place_one
+from ._framework import MAX_SCORE, TIE_BREAKS, Bind, Decision, Infeasible, Policy, explain_infeasible, place_one
 from ._planning import (
     CapacityRule,
     MemberPlacement,
@@ -28,6 +28,7 @@ from .plugins import NEEDS_TARGET, make_policy, policy_names, register
 __all__ = [
     "MAX_SCORE",
     "NEEDS_TARGET",
+    "TIE_BREAKS",
     "Bind",
     "CapacityRule",
     "ClusterArrays",

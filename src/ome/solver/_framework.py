@@ -8,7 +8,6 @@ Decisions come back as data; nothing here mutates the cluster.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
@@ -99,5 +98,4 @@ def place_one(
     return Bind(node, policy.choose_gpus(cluster, pod, node), int(scores.max()))
 
 
-PolicyFactory = Callable[..., Policy]
 TIE_BREAKS = ("first", "random")
