@@ -58,8 +58,9 @@ class OmePolicy:
         self.cpu_per_gpu = max(target.cpu_per_gpu, 1.0)
         self.mem_per_gpu = max(target.mem_per_gpu, 1.0)
         self._big = target.big_shapes
-        self._big_models: tuple[str, ...] | None = None
-        self._big_cache: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
+        self._big_cache: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+        self._static: np.ndarray | None = None
+        self._static_nodes: tuple[object, ...] | None = None
         self._gpu_waste = gpu_waste_table(target)
         self._big_gpu_memory = np.array([b.min_gpu_memory_mib for b in self._big], np.int64)
 
@@ -69,30 +70,32 @@ class OmePolicy:
         short = np.maximum(gpus - cpu / self.cpu_per_gpu, gpus - mem / self.mem_per_gpu)
         return np.maximum(short, 0.0)
 
-    def _big_hostable(self, cluster: ClusterArrays, cpu: np.ndarray, mem: np.ndarray, full: np.ndarray, nodes: np.ndarray) -> np.ndarray:
-        """(len(nodes), B) whether each big shape fits the given node states."""
-        cpu_b, mem_b, num_b, model_ok = self._big_arrays(cluster)
-        ok = model_ok[cluster.model_id[nodes]]  # model id -1 (no GPU) is the last row: all False
-        gmem = cluster.gpu_memory[nodes][:, None]  # 0: unknown, accepted (as ClusterArrays does)
-        ok = ok & ((gmem == 0) | (gmem >= self._big_gpu_memory))
-        return ok & (cpu[:, None] >= cpu_b) & (mem[:, None] >= mem_b) & (full[:, None] >= num_b)
+    def _big_hostable(self, cpu: np.ndarray, mem: np.ndarray, full: np.ndarray, static: np.ndarray) -> np.ndarray:
+        """(rows, B) whether each big shape fits the given node states; `static` is their model/GPU-memory rows."""
+        cpu_b, mem_b, num_b = self._big_arrays()
+        return static & (cpu[:, None] >= cpu_b) & (mem[:, None] >= mem_b) & (full[:, None] >= num_b)
 
-    def _big_arrays(self, cluster: ClusterArrays) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        # Per GPU model, not per node, and keyed by the model names: nodes may come and go.
-        models = tuple(cluster.models)
-        if self._big_models != models or self._big_cache is None:
-            model_ok = np.zeros((len(models) + 1, len(self._big)), np.bool_)
-            for j, b in enumerate(self._big):
-                for i, m in enumerate(models):
-                    model_ok[i, j] = not b.gpu_models or m in b.gpu_models
+    def _big_arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        if self._big_cache is None:
             self._big_cache = (
                 np.array([b.cpu_milli for b in self._big], np.int64),
                 np.array([b.memory_mib for b in self._big], np.int64),
                 np.array([b.num_gpu for b in self._big], np.int64),
-                model_ok,
             )
-            self._big_models = models
         return self._big_cache
+
+    def _static_ok(self, cluster: ClusterArrays) -> np.ndarray:
+        """(N, B): node i's GPU model and memory suit big shape b. Cached per node list (nodes may come and go)."""
+        if self._static_nodes is not cluster.nodes or self._static is None:
+            models = cluster.models
+            model_ok = np.zeros((len(models) + 1, len(self._big)), np.bool_)  # last row: id -1, no GPU
+            for j, b in enumerate(self._big):
+                for i, m in enumerate(models):
+                    model_ok[i, j] = not b.gpu_models or m in b.gpu_models
+            gmem = cluster.gpu_memory[:, None]  # 0: unknown, accepted (as ClusterArrays does)
+            self._static = model_ok[cluster.model_id] & ((gmem == 0) | (gmem >= self._big_gpu_memory))
+            self._static_nodes = cluster.nodes
+        return self._static
 
     def _host_value(self, cluster: ClusterArrays, hosts: np.ndarray) -> np.ndarray:
         """Expected GPUs lost when one more node stops hosting each big shape.
@@ -114,17 +117,18 @@ class OmePolicy:
         stranded = self._stranded(cpu2, mem2, total2) - self._stranded(cpu, mem, total)
         waste = stranded
         if self._big:
-            full = (free >= MILLI).sum(axis=1)
+            full_all = (cluster.gpu_free >= MILLI).sum(axis=1)
+            full = full_all[nodes]
             full2 = full - (0 if pod.is_sharing else pod.num_gpu)  # CPU-only: num_gpu 0
             if pod.is_sharing:  # taking the tightest GPU: it is a full one only if no partial one fits
                 partial_fits = ((free >= pod.gpu_milli) & (free < MILLI)).any(axis=1)
                 full2 = np.where(partial_fits, full, full - 1)
-            before = self._big_hostable(cluster, cpu, mem, full, nodes)
-            after = self._big_hostable(cluster, cpu2, mem2, full2, nodes)
-            all_nodes = np.arange(len(cluster))
-            hosts = self._big_hostable(
-                cluster, cluster.cpu_free, cluster.mem_free, (cluster.gpu_free >= MILLI).sum(axis=1), all_nodes
-            ).sum(axis=0)
+            static = self._static_ok(cluster)
+            # Every node's hosting state once: the candidates' "before" rows and the host counts.
+            now = self._big_hostable(cluster.cpu_free, cluster.mem_free, full_all, static)
+            hosts = now.sum(axis=0)
+            before = now[nodes]
+            after = self._big_hostable(cpu2, mem2, full2, static[nodes])
             lost = ((before & ~after) * self._host_value(cluster, hosts)).sum(axis=1)
             waste = waste + self.host_weight * lost
         keys = [np.round(waste, 6)]
