@@ -61,6 +61,8 @@ class OmePolicy:
         self._big_cache: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
         self._static: np.ndarray | None = None
         self._static_nodes: tuple[object, ...] | None = None
+        self._now = np.zeros((0, 0), np.bool_)
+        self._now_seen: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
         self._gpu_waste = gpu_waste_table(target)
         self._big_gpu_memory = np.array([b.min_gpu_memory_mib for b in self._big], np.int64)
 
@@ -97,6 +99,19 @@ class OmePolicy:
             self._static_nodes = cluster.nodes
         return self._static
 
+    def _hosting_now(self, cluster: ClusterArrays, full: np.ndarray, static: np.ndarray) -> np.ndarray:
+        """(N, B) hosting state of every node; only rows whose CPU, memory or whole GPUs changed are recomputed."""
+        cpu, mem = cluster.cpu_free, cluster.mem_free
+        seen = self._now_seen
+        if seen is None or seen[0] is not static or seen[1].shape != cpu.shape:
+            self._now = self._big_hostable(cpu, mem, full, static)
+        else:
+            rows = np.flatnonzero((seen[1] != cpu) | (seen[2] != mem) | (seen[3] != full))
+            if rows.size:
+                self._now[rows] = self._big_hostable(cpu[rows], mem[rows], full[rows], static[rows])
+        self._now_seen = (static, cpu.copy(), mem.copy(), full)
+        return self._now
+
     def _host_value(self, cluster: ClusterArrays, hosts: np.ndarray) -> np.ndarray:
         """Expected GPUs lost when one more node stops hosting each big shape.
 
@@ -125,7 +140,7 @@ class OmePolicy:
                 full2 = np.where(partial_fits, full, full - 1)
             static = self._static_ok(cluster)
             # Every node's hosting state once: the candidates' "before" rows and the host counts.
-            now = self._big_hostable(cluster.cpu_free, cluster.mem_free, full_all, static)
+            now = self._hosting_now(cluster, full_all, static)
             hosts = now.sum(axis=0)
             before = now[nodes]
             after = self._big_hostable(cpu2, mem2, full2, static[nodes])
