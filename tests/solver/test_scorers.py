@@ -89,6 +89,24 @@ def test_ome_keeps_cpu_beside_free_gpus() -> None:
     assert s[1] > s[0]
 
 
+@pytest.mark.parametrize(("cpu_only_per_gpu", "scarce"), [(0, False), (8_000, True)])
+def test_ome_reserves_more_cpu_where_cpu_is_scarce(cpu_only_per_gpu: int, scarce: bool) -> None:
+    # n0: 8 free GPUs, 90 cores (CPU-poor); n1: 8 free GPUs, 200 cores. The cluster offers
+    # 290/16 = 18.1 cores per GPU; the workload asks 10 (+8 with CPU-only pods) per GPU.
+    # Pressure 10/18.1 = 0.55: 10 cores kept per free GPU, a 9-core 1-GPU pod strands nothing
+    # anywhere, so the nodes tie. Pressure 18/18.1 = 0.99: 14 kept per GPU; on n0 stranding
+    # falls from 8 - 90/14 = 1.57 to 7 - 81/14 = 1.21, so the CPU-light pod goes to the CPU-poor node.
+    target = TargetWorkload(
+        (Shape(10_000, 1000, 1),), (1.0,), cpu_per_gpu=10_000, mem_per_gpu=1, cpu_only_per_gpu=cpu_only_per_gpu
+    )
+    c = cluster_with([1000] * 8, [1000] * 8)
+    c.cpu_cap[:] = c.cpu_free[:] = [90_000, 200_000]
+    policy = make_policy("ome", target=target)
+    assert policy.cpu_pressure(c) == pytest.approx((10_000 + cpu_only_per_gpu) / (290_000 / 16))
+    s = policy.score(c, make_pod(cpu=9_000, gpus=1), np.arange(2)).tolist()
+    assert (s[0] > s[1]) if scarce else (s[0] == s[1])
+
+
 def test_every_policy_stays_in_range() -> None:
     target = TargetWorkload.from_pods([make_pod("a", gpus=1, milli=500), make_pod("b", gpus=2), make_pod("c")])
     c = cluster_with([1000] * 8, [500] * 8, [0] * 7 + [1000])

@@ -55,6 +55,7 @@ class TargetWorkload:
     # Averages over GPU pods, per whole GPU requested: what a free GPU needs beside it.
     cpu_per_gpu: float = 0.0
     mem_per_gpu: float = 0.0
+    cpu_only_per_gpu: float = 0.0  # CPU of the CPU-only pods, per whole GPU the GPU pods request
     big_shapes: tuple[BigShape, ...] = ()
 
     @staticmethod
@@ -84,6 +85,7 @@ class TargetWorkload:
             tuple(n / covered for _, n in chosen),
             cpu_per_gpu=sum(p.cpu_milli for p in gpu_pods) / demand,
             mem_per_gpu=sum(p.memory_mib for p in gpu_pods) / demand,
+            cpu_only_per_gpu=sum(p.cpu_milli for p in pods if not p.num_gpu) / demand,
             big_shapes=tuple(
                 BigShape(c, m, g, models, n * g / demand, gmem) for (c, m, g, models, gmem), n in big.items()
             ),

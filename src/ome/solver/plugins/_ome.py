@@ -7,6 +7,9 @@ Nodes are ranked by a tuple, best first (each later key only breaks ties of the 
       workload's average CPU and memory per GPU (from the target workload), a node strands
       max(0, free_gpus - cpu_free / cpu_per_gpu, free_gpus - mem_free / mem_per_gpu) GPUs.
       This keeps CPU-only and CPU-heavy pods off the nodes whose GPUs still need that CPU.
+      Where CPU is scarce (the workload asks per GPU, CPU-only pods included, for at least
+      SCARCE_CPU_PRESSURE of what the cluster offers per GPU), each free GPU keeps
+      SCARCE_CPU_RESERVE x the average instead.
    b. homes of multi-GPU shapes lost, x host_weight: for each multi-GPU shape b of the target
       workload, a node that could host it and no longer can costs
       num_gpu_b * min(1, need_b / hosts_b), need_b being how many b-pods the free capacity
@@ -46,16 +49,31 @@ def gpu_waste_table(target: TargetWorkload) -> np.ndarray:
     return x * p_more
 
 
+# CPU counts as scarce when the workload asks, per GPU, for at least this share of the CPU the
+# cluster offers per GPU (CPU-only pods included). Then every free GPU keeps SCARCE_CPU_RESERVE
+# times the average CPU per GPU beside it instead of the average: the margin keeps free GPUs
+# usable by the CPU-heavier pods and steers CPU-light GPU pods onto the CPU-poor nodes.
+SCARCE_CPU_PRESSURE = 0.95
+SCARCE_CPU_RESERVE = 1.4
+
+
 class OmePolicy:
     name = "ome"
 
-    def __init__(self, target: TargetWorkload, host_weight: float = 0.5, share_waste: str = "sum") -> None:
+    def __init__(
+        self, target: TargetWorkload, host_weight: float = 0.5, share_waste: str = "sum", cpu_reserve: float | None = None
+    ) -> None:
+        """cpu_reserve: CPU kept per free GPU, as a multiple of the workload's average; None chooses it
+        from the CPU pressure (1, or SCARCE_CPU_RESERVE where CPU is scarce)."""
         if share_waste not in ("sum", "key", "off"):
             raise ValueError(f"share_waste must be 'sum', 'key' or 'off', got {share_waste!r}")
         self.target = target
         self.host_weight = host_weight
         self.share_waste = share_waste
         self.cpu_per_gpu = max(target.cpu_per_gpu, 1.0)
+        self.cpu_reserve = cpu_reserve
+        self._reserve_nodes: tuple[object, ...] | None = None
+        self._cpu_kept = self.cpu_per_gpu
         self.mem_per_gpu = max(target.mem_per_gpu, 1.0)
         self._big = target.big_shapes
         self._big_cache: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
@@ -69,8 +87,25 @@ class OmePolicy:
     # --- keys ---------------------------------------------------------------------------
     def _stranded(self, cpu: np.ndarray, mem: np.ndarray, gpu_free_milli: np.ndarray) -> np.ndarray:
         gpus = gpu_free_milli / MILLI
-        short = np.maximum(gpus - cpu / self.cpu_per_gpu, gpus - mem / self.mem_per_gpu)
+        short = np.maximum(gpus - cpu / self._cpu_kept, gpus - mem / self.mem_per_gpu)
         return np.maximum(short, 0.0)
+
+    def cpu_pressure(self, cluster: ClusterArrays) -> float:
+        """Workload CPU per GPU requested (CPU-only pods included) over cluster CPU per GPU."""
+        gpus = float(cluster.gpu_count.sum())
+        if gpus <= 0:
+            return 0.0
+        asked = self.target.cpu_per_gpu + self.target.cpu_only_per_gpu
+        return asked / (float(cluster.cpu_cap.sum()) / gpus)
+
+    def _update_cpu_kept(self, cluster: ClusterArrays) -> None:
+        if self._reserve_nodes is cluster.nodes:
+            return
+        reserve = self.cpu_reserve
+        if reserve is None:
+            reserve = SCARCE_CPU_RESERVE if self.cpu_pressure(cluster) >= SCARCE_CPU_PRESSURE else 1.0
+        self._cpu_kept = self.cpu_per_gpu * reserve
+        self._reserve_nodes = cluster.nodes
 
     def _big_hostable(self, cpu: np.ndarray, mem: np.ndarray, full: np.ndarray, static: np.ndarray) -> np.ndarray:
         """(rows, B) whether each big shape fits the given node states; `static` is their model/GPU-memory rows."""
@@ -125,6 +160,7 @@ class OmePolicy:
 
     def rank_keys(self, cluster: ClusterArrays, pod: PodRequest, nodes: IntArray) -> list[np.ndarray]:
         """Keys, most significant first; lower is better in each."""
+        self._update_cpu_kept(cluster)
         cpu, mem = cluster.cpu_free[nodes], cluster.mem_free[nodes]
         free = cluster.gpu_free[nodes]
         total = free.sum(axis=1)
