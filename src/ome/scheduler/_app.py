@@ -28,12 +28,12 @@ from ._metrics import Metrics
 from ._translate import pod_from_v1
 from ._wire import (
     BadRequest,
+    HostPriorityEncoder,
     binding_args,
     binding_result,
     dumps,
     extender_args,
     filter_result,
-    host_priority_list,
     loads,
     preemption_args,
     preemption_result,
@@ -168,11 +168,13 @@ def create_app(engine: Extender, kube: KubeApi, *, watch: bool = True) -> FastAP
         metrics.decisions.labels("filter", "placed" if out.chosen else "unschedulable").inc()
         return _json(filter_result(out.nodes, out.failed, out.unresolvable, args.node_items))
 
+    priorities = HostPriorityEncoder()  # used from the event loop's thread only
+
     async def do_prioritize(obj: Any) -> Response:
         args = extender_args(obj, "prioritize", engine.nodes, engine.request_pod_info)
-        scores = engine.prioritize(args.pod, args.names)
+        scores, rows, nodes = engine.prioritize_rows(args.pod, args.names)
         metrics.decisions.labels("prioritize", "scored").inc()
-        return _json(host_priority_list(scores))
+        return _json(priorities.encode(args.names, scores, rows, nodes))
 
     async def do_bind(obj: Any) -> Response:
         args = binding_args(obj)

@@ -44,6 +44,8 @@ RESERVED, BINDING, BOUND = "reserved", "binding", "bound"
 MAX_EXTENDER_SCORE = 10
 OTHERS_MAX_SCORE = 4  # feasible but not chosen: 0..4, so the choice leads by >= 6 x weight x 10
 MAX_DECISIONS = 4096
+MAX_REQUEST_PODS = 256  # pods translated for requests (not from the watch) kept by fingerprint
+MAX_NAME_SETS = 8  # NodeNames lists whose rows are kept (per arrays generation)
 
 
 def tie_break_rng(seed: int, pod_key: str) -> np.random.Generator:
@@ -133,6 +135,16 @@ class BindPlan:
     already_bound: bool = False
 
 
+@dataclass(frozen=True, slots=True)
+class _NameSet:
+    """One NodeNames list against the arrays: rows in request order (len(arrays) for a name not
+    in the cache), the mask of the known ones, the unknown names. Arrays are read-only."""
+
+    rows: np.ndarray
+    mask: np.ndarray
+    unknown: tuple[str, ...]
+
+
 @dataclass(slots=True)
 class _Decision:
     generation: int
@@ -206,7 +218,9 @@ class Extender:
         self._decisions: OrderedDict[str, _Decision] = OrderedDict()
         self._next_deadline = float("inf")
         self._fingerprints: dict[str, tuple[int, PodInfo]] = {}
-        self._name_sets: OrderedDict[tuple[str, ...], tuple[np.ndarray, list[str]]] = OrderedDict()
+        self._name_sets: OrderedDict[tuple[str, ...], _NameSet] = OrderedDict()
+        self._last_names: tuple[tuple[str, ...], _NameSet] | None = None
+        self._request_pods: OrderedDict[str, tuple[int, PodInfo]] = OrderedDict()
         self._names = np.empty(0, object)
         self._dirty = True
         self.generation = 0
@@ -256,6 +270,7 @@ class Extender:
         self.generation += 1
         self._decisions.clear()
         self._name_sets.clear()
+        self._last_names = None
         self._names = np.array(self.arrays.names, dtype=object)
         self.policy = self._new_policy()
         self.conflicts = 0
@@ -411,19 +426,29 @@ class Extender:
 
     def pod_info(self, obj: Mapping[str, Any], remember: bool = True) -> PodInfo:
         """pod_from_v1, or the cached PodInfo when the pod's fingerprint has not changed.
-        Requests pass remember=False: only the watch adds entries (and deletes them), so callers
-        cannot grow the cache with made-up pods."""
+        Requests pass remember=False: only the watch adds entries to that cache (and deletes
+        them), so callers cannot grow it with made-up pods; a request's pod goes to a small LRU
+        of its own instead (filter and prioritize of one pod send the same Pod)."""
         meta = obj.get("metadata")
-        uid = meta.get("uid") if isinstance(meta, Mapping) else None
-        fp = fingerprint(obj) if isinstance(uid, str) and uid else None
+        raw_uid = meta.get("uid") if isinstance(meta, Mapping) else None
+        uid = raw_uid if isinstance(raw_uid, str) else ""
+        fp = fingerprint(obj) if uid else None
         if fp is not None:
             known = self._fingerprints.get(uid)
+            if known is None and not remember:
+                known = self._request_pods.get(uid)
             if known is not None and known[0] == fp:
                 return known[1]
         info = pod_from_v1(obj)
-        if fp is not None and remember:
+        if fp is not None:
             with self._lock:
-                self._fingerprints[uid] = (fp, info)
+                if remember:
+                    self._fingerprints[uid] = (fp, info)
+                else:
+                    self._request_pods[uid] = (fp, info)
+                    self._request_pods.move_to_end(uid)
+                    while len(self._request_pods) > MAX_REQUEST_PODS:
+                        self._request_pods.popitem(last=False)
         return info
 
     def request_pod_info(self, obj: Mapping[str, Any]) -> PodInfo:
@@ -512,32 +537,32 @@ class Extender:
 
     # ------------------------------------------------------------------ verbs
 
-    def _candidates(self, names: Sequence[str], as_rows: bool = False) -> tuple[np.ndarray, list[str]]:
-        """Mask of the named nodes, and the names not in the cache. kube-scheduler sends the same
-        list pod after pod, so the last few lists are remembered (per generation)."""
-        key = tuple(names)
+    def _candidates(self, names: Sequence[str]) -> _NameSet:
+        """Rows of the named nodes, a mask of them and the names not in the cache. kube-scheduler
+        sends the same list pod after pod, so the last few lists are remembered (per generation);
+        the wire layer hands back the very tuple it validated before, found here by identity."""
+        key = names if type(names) is tuple else tuple(names)
+        last = self._last_names
+        if last is not None and last[0] is key:
+            return last[1]
         hit = self._name_sets.get(key)
         if hit is None:
-            index = self.arrays.index
-            rows, unknown = [], []
-            for name in key:
-                i = index.get(name)
-                if i is None:
-                    unknown.append(name)
-                else:
-                    rows.append(i)
-            hit = (np.array(rows, np.int64), unknown)
-            if not as_rows:  # prioritize's lists (the feasible nodes) change pod by pod: not kept
-                self._name_sets[key] = hit
-                if len(self._name_sets) > 8:
-                    self._name_sets.popitem(last=False)
+            index, size = self.arrays.index, len(self.arrays)
+            rows = np.array([index.get(name, size) for name in key], np.int64)
+            unknown = [name for name, row in zip(key, rows.tolist()) if row == size] if (rows == size).any() else []
+            mask = np.zeros(size + 1, np.bool_)
+            mask[rows] = True
+            mask = mask[:size]
+            rows.flags.writeable = False
+            mask.flags.writeable = False
+            hit = _NameSet(rows, mask, tuple(unknown))
+            self._name_sets[key] = hit
+            if len(self._name_sets) > MAX_NAME_SETS:
+                self._name_sets.popitem(last=False)
         else:
             self._name_sets.move_to_end(key)
-        if as_rows:
-            return hit[0], list(hit[1])
-        mask = np.zeros(len(self.arrays), np.bool_)
-        mask[hit[0]] = True
-        return mask, list(hit[1])
+        self._last_names = (key, hit)
+        return hit
 
     def filter(self, pod: PodInfo, names: Sequence[str]) -> FilterOutcome:
         """Choose a node and GPUs among `names`, reserve them, say why the other nodes fail."""
@@ -552,7 +577,8 @@ class Extender:
                     names, f"pod is already placed on {entry.node}"), {}, entry.node, entry.gpus or ())
             if entry is not None:
                 self._drop(pod.uid)
-            mask, unknown = self._candidates(names)
+            candidates = self._candidates(names)
+            mask, unknown = candidates.mask, candidates.unknown
             arrays, request = self.arrays, pod.request
             self.policy.forget()
             rng: Any = _LazyRng(self.settings.seed, pod.key)
@@ -609,19 +635,25 @@ class Extender:
 
     def prioritize(self, pod: PodInfo, names: Sequence[str]) -> list[tuple[str, int]]:
         """10 for the node the filter chose, 0..4 (the policy's score / 25) for the other feasible nodes."""
+        scores, _, _ = self.prioritize_rows(pod, names)
+        return list(zip(names, scores.tolist()))
+
+    def prioritize_rows(self, pod: PodInfo, names: Sequence[str]) -> tuple[np.ndarray, np.ndarray, list[str]]:
+        """prioritize's scores as an array in the order of `names`, with the row of each name in
+        the node list also returned (len(node list) for a name not in the cache) and that list."""
         with self._lock:
             self._ensure()
             d = self._decisions.get(pod.uid) if pod.uid else None
+            candidates = self._candidates(names)
             if d is None or d.generation != self.generation:
                 entry = self.entries.get(pod.uid) if pod.uid else None
                 if entry is not None:
                     chosen = self.arrays.index.get(entry.node, -1)
                     d = _Decision(self.generation, chosen, np.empty(0, np.int64), np.empty(0, np.int64))
                 else:
-                    mask, _ = self._candidates(names)
                     self.policy.forget()
                     rng: Any = _LazyRng(self.settings.seed, pod.key)
-                    decision = place_one(self.arrays, pod.request, self.policy, rng, mask,
+                    decision = place_one(self.arrays, pod.request, self.policy, rng, candidates.mask,
                                          tie_break=self.settings.tie_break)
                     chosen = decision.node if isinstance(decision, Bind) else -1
                     d = _Decision(self.generation, chosen, self.policy.last_nodes, self.policy.last_scores)
@@ -629,11 +661,7 @@ class Extender:
             values[d.nodes] = d.scores * OTHERS_MAX_SCORE // 100
             if d.chosen >= 0:
                 values[d.chosen] = MAX_EXTENDER_SCORE
-            rows, unknown = self._candidates(names, as_rows=True)
-            if unknown:  # keep the request's order: look the rows up name by name
-                index, last = self.arrays.index, len(self.arrays)
-                rows = np.array([index.get(n, last) for n in names], np.int64)
-            return list(zip(names, values[rows].tolist()))
+            return values[candidates.rows], candidates.rows, self.arrays.names
 
     def begin_bind(self, uid: str, namespace: str, name: str, node: str,
                    pod: PodInfo | None = None) -> BindPlan | None:

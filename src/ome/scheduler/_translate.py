@@ -30,7 +30,7 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import Any, TypeGuard
 
 from ome.domain import MILLI, InvalidInput, Node, PodRequest
 
@@ -110,7 +110,7 @@ def whole(value: object, where: str) -> int:
     return int(q)
 
 
-def is_dns_name(name: object) -> bool:
+def is_dns_name(name: object) -> TypeGuard[str]:
     return isinstance(name, str) and bool(_NAME.match(name))
 
 

@@ -15,12 +15,15 @@ from collections.abc import Callable, Container, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from ome.domain import InvalidInput
 
 from ._translate import PodInfo, is_dns_name, pod_from_v1
 
 MAX_NODES = 100_000
 MAX_VICTIMS = 10_000
+MAX_EXTENDER_SCORE = 10  # extenderv1.MaxExtenderPriority
 
 
 class BadRequest(Exception):
@@ -78,29 +81,60 @@ def _pod(args: Mapping[str, Any], what: str, translate: Callable[[Any], PodInfo]
         raise BadRequest(f"{what}: Pod is nested too deeply") from None
 
 
-def _names(value: object, what: str, known: Container[str]) -> list[str]:
+class _SeenNames:
+    """The last few NodeNames lists that passed validation, as tuples. kube-scheduler sends the
+    same list pod after pod; a request equal to one of them (a C-level compare of the strings,
+    tens of microseconds for 1,213 names) skips validation and gets the stored tuple back, whose
+    strings have their hashes cached and which the engine's own per-list cache recognises by
+    identity. Validity is a property of the strings alone, so a hit is always right."""
+
+    def __init__(self, size: int = 4) -> None:
+        self.size = size
+        self._lists: list[tuple[str, ...]] = []
+
+    def find(self, value: list[Any]) -> tuple[str, ...] | None:
+        n = len(value)
+        for known in self._lists:  # a copy of the reference: other threads only ever replace it
+            if len(known) == n and tuple(value) == known:
+                return known
+        return None
+
+    def add(self, names: tuple[str, ...]) -> None:
+        self._lists = [names, *self._lists[: self.size - 1]]
+
+
+_SEEN_NAMES = _SeenNames()
+
+
+def _names(value: object, what: str, known: Container[str]) -> tuple[str, ...]:
     """A list of node names; names in `known` (the cache's, valid by construction) skip the regex."""
     if not isinstance(value, list):
         raise BadRequest(f"{what} must be a list of node names")
     if len(value) > MAX_NODES:
         raise BadRequest(f"{what} has {len(value)} names, more than {MAX_NODES}", status=413)
+    seen = _SEEN_NAMES.find(value)  # == between a str and any JSON value is False, never an error
+    if seen is not None:
+        return seen
     keys = getattr(known, "keys", None)
+    ok = False
     if keys is not None:
         try:
-            if keys() >= set(value):  # the common case, in C: every name is a cached node
-                return value
+            ok = keys() >= set(value)  # the common case, in C: every name is a cached node
         except TypeError:  # an unhashable item; the loop below names it
             pass
-    for i, name in enumerate(value):
-        if not (type(name) is str and name in known) and not is_dns_name(name):
-            raise BadRequest(f"{what}[{i}] = {str(name)[:80]!r} is not a node name")
-    return value
+    if not ok:
+        for i, name in enumerate(value):
+            if not (type(name) is str and name in known) and not is_dns_name(name):
+                raise BadRequest(f"{what}[{i}] = {str(name)[:80]!r} is not a node name")
+    names = tuple(value)
+    _SEEN_NAMES.add(names)
+    return names
 
 
 @dataclass(frozen=True, slots=True)
 class ExtenderArgs:
     pod: PodInfo
-    names: list[str]
+    names: Sequence[str]  # NodeNames as a tuple (see _SeenNames), or the names of Nodes.items
     node_items: list[Mapping[str, Any]] | None  # the NodeList items when sent in full (not cache-capable)
 
 
@@ -216,6 +250,38 @@ def host_priority_list(scores: Sequence[tuple[str, int]]) -> bytes:
     """[{"Host": ..., "Score": ...}, ...]. Written by hand: hosts are validated DNS names (nothing
     to escape) and scores ints, and building 1,213 dicts for a serialiser costs more than this."""
     return ("[" + ",".join([f'{{"Host":"{h}","Score":{int(v)}}}' for h, v in scores]) + "]").encode()
+
+
+class HostPriorityEncoder:
+    """host_priority_list for scores of nodes given by their row in a node list: the item of each
+    (node, score) pair, score 0..MAX_EXTENDER_SCORE, is written once, the first time that node is
+    asked for, so a reply is one numpy gather and one join (about 6x faster than formatting
+    1,213 items). A new node list (the engine's arrays were rebuilt) starts a new table."""
+
+    def __init__(self) -> None:
+        self._nodes: Sequence[str] | None = None
+        self._table = np.empty(0, object)
+        self._built = np.empty(0, np.bool_)
+
+    def encode(self, names: Sequence[str], scores: np.ndarray, rows: np.ndarray, nodes: Sequence[str]) -> bytes:
+        """names[i] has scores[i] and is nodes[rows[i]] (rows[i] == len(nodes): not in the list)."""
+        size, width = len(nodes), MAX_EXTENDER_SCORE + 1
+        if not len(names):
+            return b"[]"
+        if int(rows.max()) >= size or int(scores.min()) < 0 or int(scores.max()) >= width:
+            return host_priority_list(list(zip(names, scores.tolist())))
+        if self._nodes is not nodes:
+            self._nodes = nodes
+            self._table = np.empty(size * width, object)
+            self._built = np.zeros(size, np.bool_)
+        new = rows[~self._built[rows]]
+        if new.size:
+            for row in np.unique(new).tolist():
+                host = nodes[row]
+                self._table[row * width:(row + 1) * width] = [
+                    f'{{"Host":"{host}","Score":{v}}}'.encode() for v in range(width)]
+            self._built[new] = True
+        return b"[" + b",".join(self._table[rows * width + scores].tolist()) + b"]"
 
 
 def binding_result(error: str = "") -> bytes:
