@@ -7,9 +7,11 @@ without it. Each round, for each scheduler in ABBA order: the scheduler is stopp
 --batch pods (a seeded openb sample, the same shapes for both schedulers in a round) is created
 for it and left pending, the scheduler is started, and its throughput is the batch size over
 the time from its first bind to its last (start-up excluded), timed from one pod watch.
-Score: sum over rounds of ome pods/s divided by stock pods/s, as totals (goal >= 0.8).
+Score: sum over rounds of ome pods/s divided by stock pods/s, as totals (goal >= 0.8). The
+extender runs `ome extender serve` with the openb target workload and the extender's default
+policy (ome.scheduler.DEFAULT_POLICY = "ome") unless --policy names another.
 
-    .venv/bin/python benchmarks/bench_extender_throughput.py [--batch 400] [--rounds 2] [--out FILE]
+    .venv/bin/python benchmarks/bench_extender_throughput.py [--batch 400] [--rounds 2] [--policy ome] [--out FILE]
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ sys.path.insert(0, str(REPO / "src"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_extender_latency import NODES_CSV, PODS_CSV, trace_dir  # noqa: E402
+from ome.scheduler import DEFAULT_POLICY  # noqa: E402
 
 NAMESPACE = "bench"
 
@@ -153,7 +156,7 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=400)
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--seed", type=int, default=42)
-    ap.add_argument("--policy", default="fgd")
+    ap.add_argument("--policy", default=DEFAULT_POLICY, help="default: the extender's (%(default)s)")
     ap.add_argument("--filter-mode", default="chosen", choices=["feasible", "chosen"])
     ap.add_argument("--out", type=Path, default=REPO / ".cache" / "reports" / "bench_extender_throughput.json")
     args = ap.parse_args()
