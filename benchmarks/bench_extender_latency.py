@@ -6,6 +6,8 @@ workload and the extender's default policy, ome.scheduler.DEFAULT_POLICY = "ome"
 watch events). The client sends, for each of --pods trace pods (seeded sample, in order),
 filter (Pod + 1,213 NodeNames, as nodeCacheCapable kube-scheduler does), prioritize with all
 1,213 names (the most --filter-mode feasible ever sends), then bind to the best-scored node;
+each list in a new order (seeded shuffle), as kube-scheduler's parallel filter produces them
+(a list seen before would let a cache answer, which a real scheduler never gets);
 then --preempts preempt calls for large high-priority pods over 64 nodes each. Round-trip times
 are measured on the client over one keep-alive connection; the app's own time comes back in a
 Server-Timing header; "engine_only" repeats filter and prioritize in-process without HTTP.
@@ -164,14 +166,17 @@ def engine_only(args: argparse.Namespace) -> dict[str, Any]:
     engine.replace_pods([])
     engine.warm()
     names = [n["metadata"]["name"] for n in nodes]
+    order = np.random.default_rng(args.seed + 1)
     times: dict[str, list[float]] = {"filter": [], "prioritize": []}
     for pod in pods:
+        asked = [names[i] for i in order.permutation(len(names))]
         t = time.perf_counter()
         info = pod_from_v1(pod)
-        out = engine.filter(info, names)
+        out = engine.filter(info, asked)
         times["filter"].append(time.perf_counter() - t)
+        asked = [names[i] for i in order.permutation(len(names))]
         t = time.perf_counter()
-        engine.prioritize(pod_from_v1(pod), names)
+        engine.prioritize(pod_from_v1(pod), asked)
         times["prioritize"].append(time.perf_counter() - t)
         if out.chosen:
             engine.begin_bind(info.uid, info.namespace, info.name, out.chosen)
@@ -214,6 +219,7 @@ def main() -> None:
     try:
         nodes, pods = workload(args.seed, args.pods)
         names = [n["metadata"]["name"] for n in nodes]
+        order = np.random.default_rng(args.seed + 1)
         url = f"http://127.0.0.1:{port}"
         probe = httpx.Client(base_url=url, timeout=30, trust_env=False)
         deadline = time.monotonic() + 180
@@ -233,7 +239,7 @@ def main() -> None:
         placed = 0
         headers = {"Content-Type": "application/json"}
         for pod in pods:
-            body = encode({"Pod": pod, "Nodes": None, "NodeNames": names})
+            body = encode({"Pod": pod, "Nodes": None, "NodeNames": [names[i] for i in order.permutation(len(names))]})
             t = time.perf_counter()
             r = client.post("/filter", content=body, headers=headers)
             times["filter"].append(time.perf_counter() - t)
@@ -244,7 +250,7 @@ def main() -> None:
             if not feasible:
                 continue
             # prioritize with every node (what --filter-mode feasible sends at most), whatever the mode
-            body = encode({"Pod": pod, "Nodes": None, "NodeNames": names})
+            body = encode({"Pod": pod, "Nodes": None, "NodeNames": [names[i] for i in order.permutation(len(names))]})
             t = time.perf_counter()
             r = client.post("/prioritize", content=body, headers=headers)
             times["prioritize"].append(time.perf_counter() - t)

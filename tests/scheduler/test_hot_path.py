@@ -34,17 +34,30 @@ def test_priority_encoder_writes_what_host_priority_list_writes() -> None:
     assert json.loads(encoder.encode(renamed[:1], np.array([11]), rows[:1], renamed)) == [{"Host": "other-0", "Score": 11}]
 
 
-def test_a_node_name_list_seen_before_comes_back_as_the_same_tuple() -> None:
-    known = {"a": 0, "b": 1}
+def test_names_are_looked_up_once_and_the_rest_checked_as_dns_names() -> None:
+    index = {"a": 0, "b": 1}
     pod = make_pod("p", gpus=1)
-    first = extender_args({"Pod": pod, "NodeNames": ["a", "b", "new-node"]}, "filter", known)
-    again = extender_args({"Pod": pod, "NodeNames": ["a", "b", "new-node"]}, "filter", known)
-    assert again.names is first.names and first.names == ("a", "b", "new-node")
-    # same length, one bad name: still refused, naming it
+    args = extender_args({"Pod": pod, "NodeNames": ["b", "new-node", "a"]}, "filter", index)
+    assert args.names == ["b", "new-node", "a"] and args.rows is not None
+    assert args.rows[0] is index and args.rows[1].tolist() == [1, -1, 0]
     with pytest.raises(BadRequest, match=r"NodeNames\[2\]"):
-        extender_args({"Pod": pod, "NodeNames": ["a", "b", "Not_A_Name"]}, "filter", known)
-    with pytest.raises(BadRequest, match="not a node name"):
-        extender_args({"Pod": pod, "NodeNames": ["a", "b", 3]}, "filter", known)
+        extender_args({"Pod": pod, "NodeNames": ["a", "b", "Not_A_Name"]}, "filter", index)
+    with pytest.raises(BadRequest, match=r"NodeNames\[1\] = '3' is not a node name"):
+        extender_args({"Pod": pod, "NodeNames": ["a", 3]}, "filter", index)
+    with pytest.raises(BadRequest, match=r"NodeNames\[1\]"):
+        extender_args({"Pod": pod, "NodeNames": ["a", ["b"]]}, "filter", index)  # unhashable
+    assert extender_args({"Pod": pod, "NodeNames": ["zz"]}, "filter").rows is None  # no index: checked only
+
+
+def test_lookups_made_in_an_index_the_engine_has_replaced_are_redone() -> None:
+    e = engine(cluster(("a", "A100", 1), ("c", "A100", 1)))
+    stale = e.index
+    e.node_event("ADDED", make_node("b", "A100", 1))  # rows shift: a, b, c
+    out = e.filter(pod_from_v1(make_pod("p", gpus=1, uid="u1")), ["c"], (stale, np.array([1])))
+    assert out.chosen == "c"
+    # a hint made in the current index is used as given
+    e.filter(pod_from_v1(make_pod("q", gpus=1, uid="u2")), ["b"], (e.index, np.array([e.index["b"]])))
+    assert e.entries["u2"].node == "b"
 
 
 def test_prioritize_rows_match_prioritize_and_keep_the_request_order() -> None:

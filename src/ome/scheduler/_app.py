@@ -163,16 +163,16 @@ def create_app(engine: Extender, kube: KubeApi, *, watch: bool = True) -> FastAP
             metrics.latency.labels(verb).observe(time.perf_counter() - started)
 
     async def do_filter(obj: Any) -> Response:
-        args = extender_args(obj, "filter", engine.nodes, engine.request_pod_info)
-        out = engine.filter(args.pod, args.names)
+        args = extender_args(obj, "filter", engine.index, engine.request_pod_info)
+        out = engine.filter(args.pod, args.names, args.rows)
         metrics.decisions.labels("filter", "placed" if out.chosen else "unschedulable").inc()
         return _json(filter_result(out.nodes, out.failed, out.unresolvable, args.node_items))
 
     priorities = HostPriorityEncoder()  # used from the event loop's thread only
 
     async def do_prioritize(obj: Any) -> Response:
-        args = extender_args(obj, "prioritize", engine.nodes, engine.request_pod_info)
-        scores, rows, nodes = engine.prioritize_rows(args.pod, args.names)
+        args = extender_args(obj, "prioritize", engine.index, engine.request_pod_info)
+        scores, rows, nodes = engine.prioritize_rows(args.pod, args.names, args.rows)
         metrics.decisions.labels("prioritize", "scored").inc()
         return _json(priorities.encode(args.names, scores, rows, nodes))
 

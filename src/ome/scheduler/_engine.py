@@ -37,6 +37,7 @@ from ._scores import MAX_SHAPES, RecordingPolicy, is_node_local
 from ._settings import FILTER_CHOSEN, ExtenderSettings
 from ._target import target_from_pods
 from ._translate import ANNOTATION_GPU_INDEX, PodInfo, format_gpu_index, node_from_v1, pod_from_v1
+from ._wire import NodeRows
 
 log = logging.getLogger("ome.scheduler")
 
@@ -45,7 +46,6 @@ MAX_EXTENDER_SCORE = 10
 OTHERS_MAX_SCORE = 4  # feasible but not chosen: 0..4, so the choice leads by >= 6 x weight x 10
 MAX_DECISIONS = 4096
 MAX_REQUEST_PODS = 256  # pods translated for requests (not from the watch) kept by fingerprint
-MAX_NAME_SETS = 8  # NodeNames lists whose rows are kept (per arrays generation)
 
 
 def tie_break_rng(seed: int, pod_key: str) -> np.random.Generator:
@@ -138,7 +138,7 @@ class BindPlan:
 @dataclass(frozen=True, slots=True)
 class _NameSet:
     """One NodeNames list against the arrays: rows in request order (len(arrays) for a name not
-    in the cache), the mask of the known ones, the unknown names. Arrays are read-only."""
+    in the cache), the mask of the known ones, the unknown names."""
 
     rows: np.ndarray
     mask: np.ndarray
@@ -218,8 +218,6 @@ class Extender:
         self._decisions: OrderedDict[str, _Decision] = OrderedDict()
         self._next_deadline = float("inf")
         self._fingerprints: dict[str, tuple[int, PodInfo]] = {}
-        self._name_sets: OrderedDict[tuple[str, ...], _NameSet] = OrderedDict()
-        self._last_names: tuple[tuple[str, ...], _NameSet] | None = None
         self._request_pods: OrderedDict[str, tuple[int, PodInfo]] = OrderedDict()
         self._names = np.empty(0, object)
         self._dirty = True
@@ -269,8 +267,6 @@ class Extender:
         self.version = np.zeros(len(self.arrays), np.int64)
         self.generation += 1
         self._decisions.clear()
-        self._name_sets.clear()
-        self._last_names = None
         self._names = np.array(self.arrays.names, dtype=object)
         self.policy = self._new_policy()
         self.conflicts = 0
@@ -537,34 +533,30 @@ class Extender:
 
     # ------------------------------------------------------------------ verbs
 
-    def _candidates(self, names: Sequence[str]) -> _NameSet:
-        """Rows of the named nodes, a mask of them and the names not in the cache. kube-scheduler
-        sends the same list pod after pod, so the last few lists are remembered (per generation);
-        the wire layer hands back the very tuple it validated before, found here by identity."""
-        key = names if type(names) is tuple else tuple(names)
-        last = self._last_names
-        if last is not None and last[0] is key:
-            return last[1]
-        hit = self._name_sets.get(key)
-        if hit is None:
-            index, size = self.arrays.index, len(self.arrays)
-            rows = np.array([index.get(name, size) for name in key], np.int64)
-            unknown = [name for name, row in zip(key, rows.tolist()) if row == size] if (rows == size).any() else []
-            mask = np.zeros(size + 1, np.bool_)
-            mask[rows] = True
-            mask = mask[:size]
-            rows.flags.writeable = False
-            mask.flags.writeable = False
-            hit = _NameSet(rows, mask, tuple(unknown))
-            self._name_sets[key] = hit
-            if len(self._name_sets) > MAX_NAME_SETS:
-                self._name_sets.popitem(last=False)
-        else:
-            self._name_sets.move_to_end(key)
-        self._last_names = (key, hit)
-        return hit
+    @property
+    def index(self) -> Mapping[str, int]:
+        """Node name -> row of the current arrays (replaced, never changed, by a rebuild): the
+        wire layer looks the requested names up in it while validating them."""
+        return self.arrays.index
 
-    def filter(self, pod: PodInfo, names: Sequence[str]) -> FilterOutcome:
+    def _candidates(self, names: Sequence[str], hint: NodeRows | None = None) -> _NameSet:
+        """Rows of the named nodes, a mask of them and the names not in the cache. `hint`: the
+        lookups the wire layer made, used if they were made in the current index."""
+        index, size = self.arrays.index, len(self.arrays)
+        if hint is not None and hint[0] is index and len(hint[1]) == len(names):
+            rows = hint[1]
+        else:
+            rows = np.array([index.get(name, -1) for name in names], np.int64)
+        missing = rows < 0
+        unknown: tuple[str, ...] = ()
+        if missing.any():
+            unknown = tuple(names[i] for i in np.flatnonzero(missing).tolist())
+            rows = np.where(missing, size, rows)
+        mask = np.zeros(size + 1, np.bool_)
+        mask[rows] = True
+        return _NameSet(rows, mask[:size], unknown)
+
+    def filter(self, pod: PodInfo, names: Sequence[str], rows: NodeRows | None = None) -> FilterOutcome:
         """Choose a node and GPUs among `names`, reserve them, say why the other nodes fail."""
         with self._lock:
             self.expire()
@@ -577,7 +569,7 @@ class Extender:
                     names, f"pod is already placed on {entry.node}"), {}, entry.node, entry.gpus or ())
             if entry is not None:
                 self._drop(pod.uid)
-            candidates = self._candidates(names)
+            candidates = self._candidates(names, rows)
             mask, unknown = candidates.mask, candidates.unknown
             arrays, request = self.arrays, pod.request
             self.policy.forget()
@@ -638,13 +630,14 @@ class Extender:
         scores, _, _ = self.prioritize_rows(pod, names)
         return list(zip(names, scores.tolist()))
 
-    def prioritize_rows(self, pod: PodInfo, names: Sequence[str]) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    def prioritize_rows(self, pod: PodInfo, names: Sequence[str],
+                        rows: NodeRows | None = None) -> tuple[np.ndarray, np.ndarray, list[str]]:
         """prioritize's scores as an array in the order of `names`, with the row of each name in
         the node list also returned (len(node list) for a name not in the cache) and that list."""
         with self._lock:
             self._ensure()
             d = self._decisions.get(pod.uid) if pod.uid else None
-            candidates = self._candidates(names)
+            candidates = self._candidates(names, rows)
             if d is None or d.generation != self.generation:
                 entry = self.entries.get(pod.uid) if pod.uid else None
                 if entry is not None:

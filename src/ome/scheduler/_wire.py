@@ -11,7 +11,7 @@ Every problem with a request raises BadRequest naming the field: the app answers
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Container, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -81,70 +81,49 @@ def _pod(args: Mapping[str, Any], what: str, translate: Callable[[Any], PodInfo]
         raise BadRequest(f"{what}: Pod is nested too deeply") from None
 
 
-class _SeenNames:
-    """The last few NodeNames lists that passed validation, as tuples. kube-scheduler sends the
-    same list pod after pod; a request equal to one of them (a C-level compare of the strings,
-    tens of microseconds for 1,213 names) skips validation and gets the stored tuple back, whose
-    strings have their hashes cached and which the engine's own per-list cache recognises by
-    identity. Validity is a property of the strings alone, so a hit is always right."""
-
-    def __init__(self, size: int = 4) -> None:
-        self.size = size
-        self._lists: list[tuple[str, ...]] = []
-
-    def find(self, value: list[Any]) -> tuple[str, ...] | None:
-        n = len(value)
-        for known in self._lists:  # a copy of the reference: other threads only ever replace it
-            if len(known) == n and tuple(value) == known:
-                return known
-        return None
-
-    def add(self, names: tuple[str, ...]) -> None:
-        self._lists = [names, *self._lists[: self.size - 1]]
+NodeRows = tuple[Mapping[str, int], np.ndarray]
+"""(an index name -> row, the row of each requested name in it or -1): the lookups validation
+made, handed to the engine, which uses them if its arrays still have that index."""
 
 
-_SEEN_NAMES = _SeenNames()
-
-
-def _names(value: object, what: str, known: Container[str]) -> tuple[str, ...]:
-    """A list of node names; names in `known` (the cache's, valid by construction) skip the regex."""
+def _names(value: object, what: str, index: Mapping[str, int] | None) -> tuple[list[str], NodeRows | None]:
+    """A list of node names, and their rows in `index` (names found there, the cache's, are valid
+    by construction; the others must be DNS names). kube-scheduler sends the names in a new
+    order each time (its filters run in parallel), so this is one dict lookup per name, once."""
     if not isinstance(value, list):
         raise BadRequest(f"{what} must be a list of node names")
     if len(value) > MAX_NODES:
         raise BadRequest(f"{what} has {len(value)} names, more than {MAX_NODES}", status=413)
-    seen = _SEEN_NAMES.find(value)  # == between a str and any JSON value is False, never an error
-    if seen is not None:
-        return seen
-    keys = getattr(known, "keys", None)
-    ok = False
-    if keys is not None:
+    rows = None
+    if index is not None:
+        get = index.get
         try:
-            ok = keys() >= set(value)  # the common case, in C: every name is a cached node
+            rows = np.array([get(name, -1) for name in value], np.int64)
         except TypeError:  # an unhashable item; the loop below names it
-            pass
-    if not ok:
-        for i, name in enumerate(value):
-            if not (type(name) is str and name in known) and not is_dns_name(name):
-                raise BadRequest(f"{what}[{i}] = {str(name)[:80]!r} is not a node name")
-    names = tuple(value)
-    _SEEN_NAMES.add(names)
-    return names
+            rows = None
+    for i in range(len(value)) if rows is None else np.flatnonzero(rows < 0).tolist():
+        if not is_dns_name(value[i]):
+            raise BadRequest(f"{what}[{i}] = {str(value[i])[:80]!r} is not a node name")
+    return value, (index, rows) if rows is not None and index is not None else None
 
 
 @dataclass(frozen=True, slots=True)
 class ExtenderArgs:
     pod: PodInfo
-    names: Sequence[str]  # NodeNames as a tuple (see _SeenNames), or the names of Nodes.items
+    names: list[str]
     node_items: list[Mapping[str, Any]] | None  # the NodeList items when sent in full (not cache-capable)
+    rows: NodeRows | None = None  # NodeNames looked up in the index passed to extender_args
 
 
-def extender_args(obj: object, verb: str, known: Container[str] = (),
+def extender_args(obj: object, verb: str, index: Mapping[str, int] | None = None,
                   translate: Callable[[Any], PodInfo] = pod_from_v1) -> ExtenderArgs:
+    """`index`: node name -> row of the engine's arrays (its names need no further check)."""
     args = _folded(obj, f"{verb} request")
     pod = _pod(args, verb, translate)
     names = args.get("nodenames")
     if names is not None:
-        return ExtenderArgs(pod, _names(names, f"{verb}: NodeNames", known), None)
+        checked, rows = _names(names, f"{verb}: NodeNames", index)
+        return ExtenderArgs(pod, checked, None, rows)
     nodes = args.get("nodes")
     if nodes is None:
         raise BadRequest(f"{verb}: needs NodeNames (nodeCacheCapable) or Nodes")
