@@ -3,17 +3,24 @@ FakeKube keeps objects in memory for tests and benchmarks.
 
 Raw JSON over httpx, not the official client's models: a 1,213-node list and a busy pod watch
 decode several times faster that way. The official package is used only to read a kubeconfig
-or the in-cluster service-account configuration.
+or the in-cluster service-account configuration. Bindings, one per scheduled pod, go through
+the standard library's http.client on keep-alive connections in a few worker threads
+(_Poster): httpx's async stack costs several times more CPU per request, and on a machine the
+extender shares with kube-scheduler and the apiserver that CPU is scheduling throughput.
 """
 
 from __future__ import annotations
 
+import asyncio
+import http.client
 import json
 import os
 import ssl
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from urllib.parse import urlsplit
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -22,9 +29,13 @@ import httpx
 from ome.domain import OmeError
 
 try:
+    from orjson import dumps as _dumps
     from orjson import loads as _loads  # watch lines and lists decode several times faster
 except ImportError:  # pragma: no cover
     _loads = json.loads
+
+    def _dumps(obj: Any) -> bytes:
+        return json.dumps(obj).encode()
 
 SA_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 LIST_PAGE = 500
@@ -59,12 +70,86 @@ class _TokenFile(httpx.Auth):
         self._token = ""
         self._read = 0.0
 
-    def auth_flow(self, request: httpx.Request) -> Iterator[httpx.Request]:
+    def header(self) -> str:
         if time.monotonic() - self._read > 60 or not self._token:
             self._token = self.path.read_text().strip()
             self._read = time.monotonic()
-        request.headers["Authorization"] = f"Bearer {self._token}"
+        return f"Bearer {self._token}"
+
+    def auth_flow(self, request: httpx.Request) -> Iterator[httpx.Request]:
+        request.headers["Authorization"] = self.header()
         yield request
+
+
+class _Poster:
+    """POST a JSON body to the apiserver from asyncio code: http.client on one keep-alive
+    connection per worker thread. A connection the server closed while idle is reopened and the
+    request sent once more (a Binding that had in fact landed then answers 409 "already
+    assigned", which the bind verb treats as done)."""
+
+    def __init__(self, server: str, kwargs: Mapping[str, Any], timeout_s: float, workers: int = 4) -> None:
+        url = urlsplit(server)
+        self.https = url.scheme == "https"
+        self.host = url.hostname or "localhost"
+        self.port = url.port or (443 if self.https else 80)
+        self.prefix = url.path.rstrip("/")
+        verify = kwargs.get("verify")
+        self.context = verify if isinstance(verify, ssl.SSLContext) else ssl.create_default_context()
+        self.headers = {"Content-Type": "application/json", "Accept": "application/json",
+                        **dict(kwargs.get("headers") or {})}
+        auth = kwargs.get("auth")
+        self.token = auth if isinstance(auth, _TokenFile) else None
+        self.timeout_s = timeout_s
+        self._local = threading.local()
+        self._open: set[http.client.HTTPConnection] = set()
+        self._lock = threading.Lock()
+        self._pool = ThreadPoolExecutor(workers, thread_name_prefix="ome-bind")
+
+    def _connect(self) -> http.client.HTTPConnection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            if self.https:
+                conn = http.client.HTTPSConnection(self.host, self.port, timeout=self.timeout_s, context=self.context)
+            else:
+                conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout_s)
+            self._local.conn = conn
+            with self._lock:
+                self._open.add(conn)
+        return conn
+
+    def _drop(self, conn: http.client.HTTPConnection) -> None:
+        conn.close()
+        self._local.conn = None
+        with self._lock:
+            self._open.discard(conn)
+
+    def post(self, path: str, body: bytes) -> tuple[int, bytes]:
+        headers = self.headers if self.token is None else {**self.headers, "Authorization": self.token.header()}
+        for attempt in (1, 2):
+            conn = self._connect()
+            reused = conn.sock is not None
+            try:
+                conn.request("POST", self.prefix + path, body=body, headers=headers)
+                response = conn.getresponse()
+                return response.status, response.read()
+            except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
+                self._drop(conn)
+                if attempt == 2 or not reused:
+                    raise
+            except BaseException:
+                self._drop(conn)
+                raise
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def apost(self, path: str, body: bytes) -> tuple[int, bytes]:
+        return await asyncio.get_running_loop().run_in_executor(self._pool, self.post, path, body)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False)
+        with self._lock:
+            conns, self._open = list(self._open), set()
+        for conn in conns:
+            conn.close()
 
 
 def _connection(kubeconfig: str | None) -> tuple[str, dict[str, Any]]:
@@ -88,10 +173,21 @@ def _connection(kubeconfig: str | None) -> tuple[str, dict[str, Any]]:
     if in_cluster:
         kwargs["auth"] = _TokenFile(SA_DIR / "token")
     else:
-        token = cfg.get_api_key_with_prefix("authorization") if cfg.api_key else None
+        # kubernetes >= 12 files a kubeconfig token under "BearerToken" (older: "authorization")
+        token = (cfg.get_api_key_with_prefix("BearerToken") or cfg.get_api_key_with_prefix("authorization")
+                 if cfg.api_key else None)
         if token:
             kwargs["headers"] = {"Authorization": token}
     return cfg.host.rstrip("/"), kwargs
+
+
+def _body_message(content: bytes) -> str:
+    try:
+        parsed = _loads(content)
+    except ValueError:
+        parsed = None
+    text = content[:300].decode(errors="replace")
+    return str(parsed.get("message") or text) if isinstance(parsed, dict) else text
 
 
 def _message(response: httpx.Response) -> str:
@@ -108,6 +204,7 @@ class HttpKube:
         self._sync = httpx.Client(base_url=self.server, timeout=httpx.Timeout(timeout_s, read=None),
                                   limits=limits, **kwargs)
         self._async = httpx.AsyncClient(base_url=self.server, timeout=timeout_s, limits=limits, **kwargs)
+        self._poster = _Poster(self.server, kwargs, timeout_s)
         self._streams: set[httpx.Response] = set()
         self._lock = threading.Lock()
 
@@ -164,11 +261,12 @@ class HttpKube:
                 "metadata": {"name": name, "namespace": namespace, "uid": uid, "annotations": dict(annotations)},
                 "target": {"apiVersion": "v1", "kind": "Node", "name": node}}
         try:
-            response = await self._async.post(f"/api/v1/namespaces/{namespace}/pods/{name}/binding", json=body)
-        except httpx.HTTPError as exc:
+            status, content = await self._poster.apost(f"/api/v1/namespaces/{namespace}/pods/{name}/binding",
+                                                       _dumps(body))
+        except (OSError, http.client.HTTPException) as exc:  # socket.timeout and ssl.SSLError are OSErrors
             raise KubeError(0, f"binding {namespace}/{name}: {type(exc).__name__}") from None
-        if response.status_code not in (200, 201):
-            raise KubeError(response.status_code, _message(response))
+        if status not in (200, 201):
+            raise KubeError(status, _body_message(content))
 
     def close(self) -> None:
         with self._lock:
@@ -179,6 +277,7 @@ class HttpKube:
             except Exception:  # noqa: BLE001 - closing a stream another thread reads
                 pass
         self._sync.close()
+        self._poster.close()
 
     async def aclose(self) -> None:
         await self._async.aclose()
