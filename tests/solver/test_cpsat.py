@@ -169,6 +169,48 @@ def test_aggregate_bound_cuts_below_naive_capacity() -> None:
     assert aggregate_bound_lp(node_types(nodes), counts) == 1400 == brute_force(nodes, pods)
 
 
+def test_aggregate_bound_falls_back_to_weak_duality_when_glop_fails(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Four 700s and four 300s on one 2-GPU node: at most 700 + 300 per GPU, 2000 in all.
+    # With GLOP failing, duals 0 give sum(upper x value) = 2 x 700 + 4 x 300 = 2600: weaker, still sound.
+    from ortools.linear_solver import pywraplp
+
+    nodes = [node("a")]
+    pods = [pod(f"a{i}", milli=700) for i in range(4)] + [pod(f"b{i}", milli=300) for i in range(4)]
+    counts = {s: len(v) for s, v in group_pods(pods).items()}
+    solved = aggregate_bound_lp(node_types(nodes), counts)
+    monkeypatch.setattr(pywraplp.Solver, "Solve", lambda self: pywraplp.Solver.ABNORMAL)
+    fallback = aggregate_bound_lp(node_types(nodes), counts)
+    assert brute_force(nodes, pods) == 2000 <= solved < fallback == 2600
+
+
+@pytest.mark.parametrize("fail_from", [1, 3])
+def test_optimum_survives_a_failing_master_lp(monkeypatch: pytest.MonkeyPatch, fail_from: int) -> None:
+    # GLOP once answered ABNORMAL (status 4) on a degenerate restricted master at 100 % of the
+    # default trace. The optimum must still return a verified packing and a sound bound.
+    import random
+
+    from ome.solver.cpsat._columns import ColumnGeneration, LpFailed
+
+    rnd = random.Random(3)
+    nodes = [node(f"t{i}") for i in range(4)] + [node(f"g{i}", gpus=8, cpu=96_000, mem=384_000, model="G2") for i in range(2)]
+    pods = [pod(f"p{i}", cpu=rnd.choice([1_000, 4_000, 9_000]), milli=rnd.choice([230, 320, 470, 650, 810, 1000]))
+            for i in range(40)]
+    calls = [0]
+    solve_lp = ColumnGeneration._solve_lp
+
+    def flaky(self: ColumnGeneration) -> tuple[float, list[float], list[float]]:
+        calls[0] += 1
+        if calls[0] >= fail_from:
+            raise LpFailed("restricted master LP status 4")
+        return solve_lp(self)
+
+    monkeypatch.setattr(ColumnGeneration, "_solve_lp", flaky)
+    result = solve_optimum(nodes, pods, FAST)
+    assert calls[0] >= fail_from  # column generation ran and hit the failure
+    assert verify(nodes, result.assignments) == result.allocated_milli > 0
+    assert result.bound_milli >= result.allocated_milli
+
+
 def test_settings_validate_and_map_onto_parameters() -> None:
     with pytest.raises(ValueError):
         SolverSettings(max_time_in_seconds=0)

@@ -158,9 +158,10 @@ def aggregate_bound_lp(types: Sequence[NodeType], demand: Mapping[PodShape, int]
     x = [lp.NumVar(0, ub, f"x{k}") for k, ub in enumerate(agg.upper)]
     constraints = [lp.Add(lp.Sum([c * x[k] for c, k in row]) <= rhs) for row, rhs in agg.rows]
     lp.Maximize(lp.Sum([c * v for c, v in zip(agg.objective, x)]))
-    if lp.Solve() != pywraplp.Solver.OPTIMAL:
-        raise RuntimeError("aggregate LP not optimal")
-    duals = [max(0.0, c.dual_value()) for c in constraints]
+    if lp.Solve() == pywraplp.Solver.OPTIMAL:
+        duals = [max(0.0, c.dual_value()) for c in constraints]
+    else:  # weak duality holds for any y >= 0; y = 0 gives the weakest bound, total demand
+        duals = [0.0] * len(constraints)
     reduced = [float(c) for c in agg.objective]
     total = 0.0
     for (row, rhs), y in zip(agg.rows, duals):

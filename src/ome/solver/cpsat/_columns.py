@@ -161,6 +161,10 @@ def exact_pattern(
 
 # --- the column generation --------------------------------------------------------------
 
+class LpFailed(RuntimeError):
+    """GLOP returned no optimal restricted master (ABNORMAL is seen on degenerate masters)."""
+
+
 class ColumnGeneration:
     """Restricted master + pricing loop: generate(), then floor_counts() or integer_master()."""
 
@@ -194,6 +198,7 @@ class ColumnGeneration:
         self.pattern_value: list[int] = []
         self._seen: set[tuple[int, tuple[int, ...]]] = set()
         self._key_index: dict[tuple[int, tuple[int, ...]], int] = {}
+        self._lp_solved = False  # the LP's solution matches the columns (floor_counts may read it)
         self.lp = pywraplp.Solver.CreateSolver("GLOP")
         self.rows = [self.lp.RowConstraint(lo, d, f"d{i}") for i, (lo, d) in enumerate(zip(self.minimum, self.demand))]
         self.node_rows = [self.lp.Add(self.lp.Sum([]) <= t.count, f"n{ti}") for ti, t in enumerate(self.types)]
@@ -241,7 +246,7 @@ class ColumnGeneration:
     def _solve_lp(self) -> tuple[float, list[float], list[float]]:
         status = self.lp.Solve()
         if status != pywraplp.Solver.OPTIMAL:
-            raise RuntimeError(f"restricted master LP status {status}")
+            raise LpFailed(f"restricted master LP status {status}")
         # A row with a lower bound may have a negative dual (the pod must be placed).
         pi = [r.dual_value() if lo > 0 else max(0.0, r.dual_value()) for r, lo in zip(self.rows, self.minimum)]
         mu = [max(0.0, r.dual_value()) for r in self.node_rows]
@@ -321,7 +326,12 @@ class ColumnGeneration:
             for layout in greedy_layouts(node, self.fits[ti], self.value, self._avail(ti), self.sizes):
                 self.add_ids(ti, layout)
         iterations, converged = 0, False
-        lp_value, pi, mu = self._solve_lp()
+        self._lp_solved = False
+        try:
+            lp_value, pi, mu = self._solve_lp()
+        except LpFailed:
+            return 0.0, False, 0  # no bound from the LP; the columns still serve integer_master()
+        self._lp_solved = True
         smooth = list(pi)
         while time.perf_counter() < end:
             iterations += 1
@@ -334,13 +344,22 @@ class ColumnGeneration:
                 added, converged = self._exact_round(pi, mu, end - time.perf_counter())
                 if not added:
                     break
-            lp_value, pi, mu = self._solve_lp()
+            try:
+                lp_value, pi, mu = self._solve_lp()
+            except LpFailed:
+                # Stop pricing: the last LP value bounded a smaller master only, so it proves
+                # nothing now, and its solution no longer matches the columns.
+                self._lp_solved, converged = False, False
+                break
         return lp_value, converged, iterations
 
     def floor_counts(self) -> list[int]:
         """The last LP solution rounded down: a feasible (partial) integer solution.
 
-        Valid only right after generate() (columns added later would invalidate the LP)."""
+        Valid only right after generate() (columns added later would invalidate the LP); all
+        zeros when generate() ended without a solved LP."""
+        if not self._lp_solved:
+            return [0] * len(self.columns)
         return [int(math.floor(v.solution_value() + 1e-9)) for v in self.columns]
 
     def integer_master(self, seconds: float, hint: Sequence[Pattern] = ()) -> tuple[list[int], int]:
