@@ -26,6 +26,7 @@ import zlib
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from itertools import repeat
 from typing import Any
 
 import numpy as np
@@ -546,7 +547,7 @@ class Extender:
         if hint is not None and hint[0] is index and len(hint[1]) == len(names):
             rows = hint[1]
         else:
-            rows = np.array([index.get(name, -1) for name in names], np.int64)
+            rows = np.fromiter(map(index.get, names, repeat(-1, len(names))), np.int64, len(names))
         missing = rows < 0
         unknown: tuple[str, ...] = ()
         if missing.any():

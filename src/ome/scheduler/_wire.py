@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from itertools import repeat
 from typing import Any
 
 import numpy as np
@@ -98,7 +99,7 @@ def _names(value: object, what: str, index: Mapping[str, int] | None) -> tuple[l
     if index is not None:
         get = index.get
         try:
-            rows = np.array([get(name, -1) for name in value], np.int64)
+            rows = np.fromiter(map(get, value, repeat(-1, len(value))), np.int64, len(value))
         except TypeError:  # an unhashable item; the loop below names it
             rows = None
     for i in range(len(value)) if rows is None else np.flatnonzero(rows < 0).tolist():
