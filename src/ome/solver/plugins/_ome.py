@@ -22,7 +22,8 @@ Nodes are ranked by a tuple, best first (each later key only breaks ties of the 
    to a whole GPU), whole-GPU pods the node with the fewest free GPUs left, CPU-only pods the
    node with the least CPU left.
 4. fewer free GPUs on the node overall (fill started nodes first).
-Exact ties are broken at random by the framework. Scores handed to the extender are ranks
+Exact ties go to the framework's tie rule (first node in list order in `ome simulate`, seeded
+random in the extender unless configured). Scores handed to the extender are ranks
 mapped onto 0..100 (best node 100).
 """
 
