@@ -73,13 +73,12 @@ class OmePolicy:
         self.share_waste = share_waste
         self.cpu_per_gpu = max(target.cpu_per_gpu, 1.0)
         self.cpu_reserve = cpu_reserve
-        self._reserve_nodes: tuple[object, ...] | None = None
         self._cpu_kept = self.cpu_per_gpu
         self.mem_per_gpu = max(target.mem_per_gpu, 1.0)
         self._big = target.big_shapes
         self._big_cache: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
-        self._static: np.ndarray | None = None
-        self._static_nodes: tuple[object, ...] | None = None
+        self._static = np.zeros((0, len(self._big)), np.bool_)
+        self._nodes_seen: tuple[object, ...] | None = None  # the node list _cpu_kept and _static are for
         self._now = np.zeros((0, 0), np.bool_)
         self._now_seen: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
         self._gpu_waste = gpu_waste_table(target)
@@ -99,14 +98,23 @@ class OmePolicy:
         asked = self.target.cpu_per_gpu + self.target.cpu_only_per_gpu
         return asked / (float(cluster.cpu_cap.sum()) / gpus)
 
-    def _update_cpu_kept(self, cluster: ClusterArrays) -> None:
-        if self._reserve_nodes is cluster.nodes:
+    def _per_node_list(self, cluster: ClusterArrays) -> None:
+        """Refresh what depends only on the node list (nodes may come and go): the CPU kept per
+        free GPU and the (N, B) GPU model / GPU memory suitability of each node for each big shape."""
+        if self._nodes_seen is cluster.nodes:
             return
         reserve = self.cpu_reserve
         if reserve is None:
             reserve = SCARCE_CPU_RESERVE if self.cpu_pressure(cluster) >= SCARCE_CPU_PRESSURE else 1.0
         self._cpu_kept = self.cpu_per_gpu * reserve
-        self._reserve_nodes = cluster.nodes
+        models = cluster.models
+        model_ok = np.zeros((len(models) + 1, len(self._big)), np.bool_)  # last row: id -1, no GPU
+        for j, b in enumerate(self._big):
+            for i, m in enumerate(models):
+                model_ok[i, j] = not b.gpu_models or m in b.gpu_models
+        gmem = cluster.gpu_memory[:, None]  # 0: unknown, accepted (as ClusterArrays does)
+        self._static = model_ok[cluster.model_id] & ((gmem == 0) | (gmem >= self._big_gpu_memory))
+        self._nodes_seen = cluster.nodes
 
     def _big_hostable(self, cpu: np.ndarray, mem: np.ndarray, full: np.ndarray, static: np.ndarray) -> np.ndarray:
         """(rows, B) whether each big shape fits the given node states; `static` is their model/GPU-memory rows."""
@@ -121,19 +129,6 @@ class OmePolicy:
                 np.array([b.num_gpu for b in self._big], np.int64),
             )
         return self._big_cache
-
-    def _static_ok(self, cluster: ClusterArrays) -> np.ndarray:
-        """(N, B): node i's GPU model and memory suit big shape b. Cached per node list (nodes may come and go)."""
-        if self._static_nodes is not cluster.nodes or self._static is None:
-            models = cluster.models
-            model_ok = np.zeros((len(models) + 1, len(self._big)), np.bool_)  # last row: id -1, no GPU
-            for j, b in enumerate(self._big):
-                for i, m in enumerate(models):
-                    model_ok[i, j] = not b.gpu_models or m in b.gpu_models
-            gmem = cluster.gpu_memory[:, None]  # 0: unknown, accepted (as ClusterArrays does)
-            self._static = model_ok[cluster.model_id] & ((gmem == 0) | (gmem >= self._big_gpu_memory))
-            self._static_nodes = cluster.nodes
-        return self._static
 
     def _hosting_now(self, cluster: ClusterArrays, full: np.ndarray, static: np.ndarray) -> np.ndarray:
         """(N, B) hosting state of every node; only rows whose CPU, memory or whole GPUs changed are recomputed."""
@@ -161,7 +156,7 @@ class OmePolicy:
 
     def rank_keys(self, cluster: ClusterArrays, pod: PodRequest, nodes: IntArray) -> list[np.ndarray]:
         """Keys, most significant first; lower is better in each."""
-        self._update_cpu_kept(cluster)
+        self._per_node_list(cluster)
         cpu, mem = cluster.cpu_free[nodes], cluster.mem_free[nodes]
         free = cluster.gpu_free[nodes]
         total = free.sum(axis=1)
@@ -175,7 +170,7 @@ class OmePolicy:
             if pod.is_sharing:  # taking the tightest GPU: it is a full one only if no partial one fits
                 partial_fits = ((free >= pod.gpu_milli) & (free < MILLI)).any(axis=1)
                 full2 = np.where(partial_fits, full, full - 1)
-            static = self._static_ok(cluster)
+            static = self._static
             # Every node's hosting state once: the candidates' "before" rows and the host counts.
             now = self._hosting_now(cluster, full_all, static)
             hosts = now.sum(axis=0)
