@@ -500,6 +500,16 @@ def _replaced_elsewhere(http: httpx.Client, namespace: str, app: str, gone: str)
     return running
 
 
+def _six_running(control_plane: LocalCluster, apps_v1: kubernetes.client.AppsV1Api, http: httpx.Client,
+                 namespace: str, app: str) -> tuple[list[str], str]:
+    """Three isolated nodes running the app's 6 replicas: (their names, the busiest one)."""
+    names = _isolated_nodes(control_plane, app, 3)
+    apps_v1.create_namespaced_deployment(namespace, _node_loss_deployment(app))
+    pods = wait_for("6 Running", lambda: len(r := _running(list_pods(http, namespace, f"app={app}"))) == 6 and r,
+                    timeout_s=60)
+    return names, Counter(p["spec"]["nodeName"] for p in pods).most_common(1)[0][0]
+
+
 @pytest.mark.integration
 @pytest.mark.timeout(240)
 def test_deleting_a_node_moves_its_pods(control_plane: LocalCluster, apps_v1: kubernetes.client.AppsV1Api,
@@ -507,11 +517,7 @@ def test_deleting_a_node_moves_its_pods(control_plane: LocalCluster, apps_v1: ku
                                         namespace: str) -> None:
     """Node deleted outright: KCM's pod GC deletes its orphaned pods (40 s quarantine, 20 s period),
     then the ReplicaSet's replacements land on the remaining nodes."""
-    names = _isolated_nodes(control_plane, "gone", 3)
-    apps_v1.create_namespaced_deployment(namespace, _node_loss_deployment("gone"))
-    pods = wait_for("6 Running", lambda: len(r := _running(list_pods(http, namespace, "app=gone"))) == 6 and r,
-                    timeout_s=60)
-    victim = Counter(p["spec"]["nodeName"] for p in pods).most_common(1)[0][0]
+    names, victim = _six_running(control_plane, apps_v1, http, namespace, "gone")
     began = time.monotonic()
     core_v1.delete_node(victim)
     running = wait_for(f"pods of {victim} replaced", lambda: _replaced_elsewhere(http, namespace, "gone", victim),
@@ -525,11 +531,7 @@ def test_deleting_a_node_moves_its_pods(control_plane: LocalCluster, apps_v1: ku
 def test_noexecute_taint_moves_pods_fast(control_plane: LocalCluster, apps_v1: kubernetes.client.AppsV1Api,
                                          http: httpx.Client, namespace: str) -> None:
     """Spot reclaim as a taint: taint-eviction deletes the pods at once, kwok completes the deletion."""
-    names = _isolated_nodes(control_plane, "reclaim", 3)
-    apps_v1.create_namespaced_deployment(namespace, _node_loss_deployment("reclaim"))
-    pods = wait_for("6 Running", lambda: len(r := _running(list_pods(http, namespace, "app=reclaim"))) == 6 and r,
-                    timeout_s=60)
-    victim = Counter(p["spec"]["nodeName"] for p in pods).most_common(1)[0][0]
+    names, victim = _six_running(control_plane, apps_v1, http, namespace, "reclaim")
     began = time.monotonic()
     taints = [_TEST_TAINT, {"key": "ome.io/reclaimed", "value": "spot", "effect": "NoExecute"}]
     http.patch(f"/api/v1/nodes/{victim}", json={"spec": {"taints": taints}},

@@ -238,14 +238,18 @@ def online(nodes: Sequence[Node], pods: Sequence[PodRequest]) -> tuple[list[Assi
     return placed, pending
 
 
-def test_repack_makes_room_for_a_waiting_pod() -> None:
-    # First fit puts a 500 on each of a's GPUs, so the whole-GPU pod waits. One move (a 500
-    # joining the other on one GPU) frees a whole GPU.
+def halves_apart() -> tuple[list[Node], list[Assignment], PodRequest]:
+    """A 500 on each GPU of a 2-GPU node, and a whole-GPU pod waiting."""
     nodes = [node("a")]
-    pods = [pod("s1", milli=500), pod("s2", milli=500), pod("w")]
     state = ClusterState(nodes)
-    placed = [state.allocate(pods[0], 0, (0,)), state.allocate(pods[1], 0, (1,))]
-    result = repack(nodes, placed, 1, FAST, pending=[pods[2]])
+    placed = [state.allocate(pod("s1", milli=500), 0, (0,)), state.allocate(pod("s2", milli=500), 0, (1,))]
+    return nodes, placed, pod("w")
+
+
+def test_repack_makes_room_for_a_waiting_pod() -> None:
+    # The whole-GPU pod waits. One move (a 500 joining the other on one GPU) frees a whole GPU.
+    nodes, placed, waiting = halves_apart()
+    result = repack(nodes, placed, 1, FAST, pending=[waiting])
     assert len(result.moves) == 1
     assert result.allocated_after == 2000 > result.allocated_before == 1000
     assert [p.name for p in result.placed] == ["w"]
@@ -253,11 +257,8 @@ def test_repack_makes_room_for_a_waiting_pod() -> None:
 
 
 def test_repack_with_no_budget_moves_nothing() -> None:
-    nodes = [node("a")]
-    pods = [pod("s1", milli=500), pod("s2", milli=500), pod("w")]
-    state = ClusterState(nodes)
-    placed = [state.allocate(pods[0], 0, (0,)), state.allocate(pods[1], 0, (1,))]
-    result = repack(nodes, placed, 0, FAST, pending=[pods[2]])
+    nodes, placed, waiting = halves_apart()
+    result = repack(nodes, placed, 0, FAST, pending=[waiting])
     assert result.moves == [] and result.allocated_after == 1000
 
 
