@@ -26,7 +26,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--policy", default="ome,fgd,bestfit")
     ap.add_argument("--seed", type=int, default=42)
-    ap.add_argument("--pods", type=int, default=0, help="stop after this many pods (0: the whole 130 % sequence)")
+    ap.add_argument("--pods", type=int, default=0, help="stop after this many pods (0: the whole 130 %% sequence)")
     ap.add_argument("--trace-dir", default=os.environ.get("OME_TRACE_DIR", "../shared/data/alibaba-gpu-2023"))
     args = ap.parse_args()
     d = Path(args.trace_dir)

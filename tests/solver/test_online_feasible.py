@@ -56,3 +56,28 @@ def test_fits_mask_matches_the_exact_check(case: tuple[list[Node], list[PodReque
     arrays, exact = ClusterArrays(nodes), ClusterState(nodes)
     for pod in pods:
         assert arrays.fits_mask(pod).tolist() == [exact.check(pod, i).ok for i in range(len(nodes))]
+
+
+@settings(max_examples=40, deadline=None)
+@given(scenario(), st.integers(0, 1000))
+def test_ome_kept_per_node_state_matches_a_fresh_policy(case: tuple[list[Node], list[PodRequest]], seed: int) -> None:
+    """ome keeps per-node sums between decisions and refreshes only the rows changed since
+    (ClusterArrays.stamp): after any mix of placements and releases its keys equal those of a
+    policy that sees the cluster for the first time."""
+    nodes, pods = case
+    arrays = ClusterArrays(nodes)
+    target = TargetWorkload.from_pods(pods)
+    kept = make_policy("ome", target=target)
+    rng = np.random.default_rng(seed)
+    placed = []
+    for pod in pods:
+        if placed and rng.random() < 0.3:
+            arrays.release(placed.pop(int(rng.integers(len(placed)))))
+        candidates = np.flatnonzero(arrays.fits_mask(pod))
+        if candidates.size:
+            fresh = make_policy("ome", target=target)
+            for mine, theirs in zip(kept.rank_keys(arrays, pod, candidates), fresh.rank_keys(arrays, pod, candidates)):
+                assert np.array_equal(mine, theirs)
+        decision = place_one(arrays, pod, kept, rng)
+        if isinstance(decision, Bind):
+            placed.append(arrays.allocate(pod, decision.node, decision.gpus))

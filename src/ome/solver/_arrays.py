@@ -18,7 +18,10 @@ BoolArray = npt.NDArray[np.bool_]
 
 
 class ClusterArrays:
-    """Free CPU, memory and per-GPU milli for N nodes; GPU slots a node lacks hold 0."""
+    """Free CPU, memory and per-GPU milli for N nodes; GPU slots a node lacks hold 0.
+
+    Change the free arrays through allocate/release only: they stamp the rows they change, and
+    scorers that keep per-node sums between decisions (ome) refresh just those rows."""
 
     def __init__(self, nodes: Sequence[Node]) -> None:
         self.nodes = tuple(nodes)
@@ -36,6 +39,10 @@ class ClusterArrays:
         self.cpu_free = self.cpu_cap.copy()
         self.mem_free = self.mem_cap.copy()
         self.gpu_free = self.gpu_cap.copy()
+        # clock counts allocate/release calls; stamp[i] is the clock of row i's last change, so a
+        # scorer that keeps per-node sums finds the rows changed since it looked in O(N) compares.
+        self.clock = 0
+        self.stamp = np.zeros(len(self.nodes), np.int64)
         self._model_masks: dict[tuple[frozenset[str], int], BoolArray] = {}
 
     def __len__(self) -> int:
@@ -47,6 +54,7 @@ class ClusterArrays:
         other.cpu_free = self.cpu_free.copy()
         other.mem_free = self.mem_free.copy()
         other.gpu_free = self.gpu_free.copy()
+        other.stamp = self.stamp.copy()
         return other
 
     # --- static fit ---------------------------------------------------------------------
@@ -91,6 +99,7 @@ class ClusterArrays:
         self.mem_free[node] -= pod.memory_mib
         for g in gpus:
             row[g] -= pod.gpu_milli
+        self._touch(node)
         return Assignment(pod, node, gpus)
 
     def release(self, a: Assignment) -> None:
@@ -104,6 +113,17 @@ class ClusterArrays:
         self.mem_free[a.node] += a.pod.memory_mib
         for g in a.gpus:
             row[g] += a.pod.gpu_milli
+        self._touch(a.node)
+
+    def _touch(self, node: int) -> None:
+        self.clock += 1
+        self.stamp[node] = self.clock
+
+    def changed_since(self, clock: int) -> IntArray:
+        """Rows allocated on or released from after `clock` (a value of self.clock)."""
+        if clock == self.clock:
+            return np.empty(0, np.int64)
+        return np.flatnonzero(self.stamp > clock)
 
     def fits_mask_one(self, pod: PodRequest, node: int) -> bool:
         n = self.nodes[node]

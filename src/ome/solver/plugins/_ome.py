@@ -79,8 +79,16 @@ class OmePolicy:
         self._big_cache: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
         self._static = np.zeros((0, len(self._big)), np.bool_)
         self._nodes_seen: tuple[object, ...] | None = None  # the node list _cpu_kept and _static are for
-        self._now = np.zeros((0, 0), np.bool_)
-        self._now_seen: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
+        # Per-node state kept between decisions (see _sync): the cluster and clock it is for,
+        # free milli and whole free GPUs per node, stranded GPUs now, which big shapes each node
+        # could host now (and whether any), and the number of hosts per shape.
+        self._view: tuple[ClusterArrays | None, object, int] = (None, None, -1)
+        self._total = np.zeros(0, np.int64)
+        self._full = np.zeros(0, np.int64)
+        self._strand = np.zeros(0)
+        self._now = np.zeros((0, len(self._big)), np.bool_)
+        self._hosts = np.zeros(len(self._big), np.int64)
+        self._hosting = np.zeros(0, np.bool_)
         self._gpu_waste = gpu_waste_table(target)
         self._big_gpu_memory = np.array([b.min_gpu_memory_mib for b in self._big], np.int64)
 
@@ -130,18 +138,31 @@ class OmePolicy:
             )
         return self._big_cache
 
-    def _hosting_now(self, cluster: ClusterArrays, full: np.ndarray, static: np.ndarray) -> np.ndarray:
-        """(N, B) hosting state of every node; only rows whose CPU, memory or whole GPUs changed are recomputed."""
-        cpu, mem = cluster.cpu_free, cluster.mem_free
-        seen = self._now_seen
-        if seen is None or seen[0] is not static or seen[1].shape != cpu.shape:
-            self._now = self._big_hostable(cpu, mem, full, static)
+    def _sync(self, cluster: ClusterArrays) -> None:
+        """Bring the per-node state up to date: in full for a new cluster or node list, else only
+        the rows allocated on or released from since the last decision (one, in a replay)."""
+        self._per_node_list(cluster)
+        seen, nodes_seen, clock = self._view
+        if seen is cluster and nodes_seen is cluster.nodes:
+            rows = cluster.changed_since(clock)
+            if not rows.size:
+                return
         else:
-            rows = np.flatnonzero((seen[1] != cpu) | (seen[2] != mem) | (seen[3] != full))
-            if rows.size:
-                self._now[rows] = self._big_hostable(cpu[rows], mem[rows], full[rows], static[rows])
-        self._now_seen = (static, cpu.copy(), mem.copy(), full)
-        return self._now
+            rows = None
+        pick = slice(None) if rows is None else rows
+        free = cluster.gpu_free[pick]
+        cpu, mem = cluster.cpu_free[pick], cluster.mem_free[pick]
+        total, full = free.sum(axis=1), (free >= MILLI).sum(axis=1)
+        strand = self._stranded(cpu, mem, total)
+        now = self._big_hostable(cpu, mem, full, self._static[pick])
+        if rows is None:
+            self._total, self._full, self._strand, self._now = total, full, strand, now
+            self._hosts, self._hosting = now.sum(axis=0), now.any(axis=1)
+        else:
+            self._hosts = self._hosts + now.sum(axis=0) - self._now[rows].sum(axis=0)
+            self._total[rows], self._full[rows], self._strand[rows], self._now[rows] = total, full, strand, now
+            self._hosting[rows] = now.any(axis=1)
+        self._view = (cluster, cluster.nodes, cluster.clock)
 
     def _host_value(self, cluster: ClusterArrays, hosts: np.ndarray) -> np.ndarray:
         """Expected GPUs lost when one more node stops hosting each big shape.
@@ -149,37 +170,36 @@ class OmePolicy:
         need_b = pods of shape b the free capacity would receive at the workload's mix;
         losing a host matters in proportion to need_b / hosts_b (capped at 1), times its GPUs.
         """
-        free_gpus = float(cluster.gpu_free.sum()) / MILLI
+        free_gpus = float(self._total.sum()) / MILLI  # _sync has run
         num = np.array([b.num_gpu for b in self._big], np.float64)
         need = np.array([b.demand_share for b in self._big]) * free_gpus / num
         return num * np.minimum(1.0, need / np.maximum(hosts, 1))
 
     def rank_keys(self, cluster: ClusterArrays, pod: PodRequest, nodes: IntArray) -> list[np.ndarray]:
         """Keys, most significant first; lower is better in each."""
-        self._per_node_list(cluster)
+        self._sync(cluster)
         cpu, mem = cluster.cpu_free[nodes], cluster.mem_free[nodes]
-        free = cluster.gpu_free[nodes]
-        total = free.sum(axis=1)
+        total = self._total[nodes]
+        free = cluster.gpu_free[nodes] if pod.is_sharing else None
         cpu2, mem2, total2 = cpu - pod.cpu_milli, mem - pod.memory_mib, total - pod.gpu_demand_milli
-        stranded = self._stranded(cpu2, mem2, total2) - self._stranded(cpu, mem, total)
-        waste = stranded
+        waste = self._stranded(cpu2, mem2, total2) - self._strand[nodes]
         if self._big:
-            full_all = (cluster.gpu_free >= MILLI).sum(axis=1)
-            full = full_all[nodes]
-            full2 = full - (0 if pod.is_sharing else pod.num_gpu)  # CPU-only: num_gpu 0
-            if pod.is_sharing:  # taking the tightest GPU: it is a full one only if no partial one fits
+            full = self._full[nodes]
+            if free is not None:  # taking the tightest GPU: it is a full one only if no partial one fits
                 partial_fits = ((free >= pod.gpu_milli) & (free < MILLI)).any(axis=1)
                 full2 = np.where(partial_fits, full, full - 1)
-            static = self._static
-            # Every node's hosting state once: the candidates' "before" rows and the host counts.
-            now = self._hosting_now(cluster, full_all, static)
-            hosts = now.sum(axis=0)
-            before = now[nodes]
-            after = self._big_hostable(cpu2, mem2, full2, static[nodes])
-            lost = ((before & ~after) * self._host_value(cluster, hosts)).sum(axis=1)
-            waste = waste + self.host_weight * lost
+            else:
+                full2 = full - pod.num_gpu  # CPU-only: num_gpu 0
+            # Only nodes that host some big shape now can lose a home.
+            hosting = np.flatnonzero(self._hosting[nodes])
+            if hosting.size:
+                at = nodes[hosting]
+                after = self._big_hostable(cpu2[hosting], mem2[hosting], full2[hosting], self._static[at])
+                lost = np.zeros(nodes.size)
+                lost[hosting] = ((self._now[at] & ~after) * self._host_value(cluster, self._hosts)).sum(axis=1)
+                waste = waste + self.host_weight * lost
         keys = [np.round(waste, 6)]
-        if pod.is_sharing and self.share_waste != "off":
+        if free is not None and self.share_waste != "off":
             delta, _ = self._share_delta(free, pod.gpu_milli)
             if self.share_waste == "sum":
                 keys[0] = np.round(waste + delta.min(axis=1) / MILLI, 6)
@@ -200,9 +220,11 @@ class OmePolicy:
         order = np.lexsort(keys[::-1])  # lexsort: last key is primary
         ranks = np.empty(nodes.size, np.int64)
         # Equal key tuples share a rank so that ties stay ties.
-        stacked = np.stack([k[order] for k in keys], axis=1)
-        new_group = np.ones(nodes.size, np.bool_)
-        new_group[1:] = (stacked[1:] != stacked[:-1]).any(axis=1)
+        new_group = np.zeros(nodes.size, np.bool_)
+        new_group[:1] = True
+        for key in keys:
+            ordered = key[order]
+            new_group[1:] |= ordered[1:] != ordered[:-1]
         ranks[order] = np.cumsum(new_group) - 1
         worst = max(int(ranks.max(initial=0)), 1)
         return (100 - ranks * 100 // worst).astype(np.int64) if nodes.size > 1 else np.full(nodes.size, 100, np.int64)
