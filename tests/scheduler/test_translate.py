@@ -105,3 +105,24 @@ def test_missing_fields() -> None:
     for broken in ({}, {"metadata": {}}, {"metadata": {"name": "x"}, "spec": {}}, {"metadata": [], "spec": {}}):
         with pytest.raises(InvalidInput):
             pod_from_v1(broken)
+
+
+def test_one_quantity_string_converts_by_its_resource() -> None:
+    """Conversions are cached per (unit, value): "2" is 2000 milli CPU, 1 MiB of memory and 2 GPUs."""
+    pod = make_pod("q", cpu="2", memory="2", gpus=2)
+    request = pod_from_v1(pod).request
+    assert (request.cpu_milli, request.memory_mib, request.num_gpu) == (2000, 1, 2)
+    pod["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] = "0.5"
+    with pytest.raises(InvalidInput, match=r"containers\[0\] nvidia.com/gpu: '0.5' must be a whole number"):
+        pod_from_v1(pod)
+
+
+def test_a_sidecar_counts_for_the_init_containers_after_it() -> None:
+    pod = make_pod("s", cpu="1", memory="1Gi")
+    pod["spec"]["initContainers"] = [
+        {"name": "side", "restartPolicy": "Always", "resources": {"requests": {"cpu": "1", "memory": "2Gi"}}},
+        {"name": "init", "resources": {"requests": {"cpu": "3", "memory": "1Gi"}}},
+    ]
+    # cpu: max(app 1 + sidecar 1, sidecar 1 + init 3) = 4; memory: max(1 + 2, 2 + 1) = 3 GiB
+    request = pod_from_v1(pod).request
+    assert (request.cpu_milli, request.memory_mib) == (4000, 3072)

@@ -62,11 +62,7 @@ _NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
 
 def quantity(value: object, where: str) -> Decimal:
     """A Kubernetes resource.Quantity ("100m", "64Mi", "1e3", 2) as an exact Decimal, >= 0."""
-    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
-        raise InvalidInput(f"{where}: quantity must be a string or number, got {type(value).__name__}")
-    if isinstance(value, float) and not math.isfinite(value):
-        raise InvalidInput(f"{where}: quantity {value!r} is not finite")
-    parsed = _parse(str(value))
+    parsed = _quantity_or_reason(value)
     if isinstance(parsed, str):
         raise InvalidInput(f"{where}: {parsed}")
     return parsed
@@ -95,19 +91,49 @@ def _ceil(d: Decimal) -> int:
     return int(d.to_integral_value(rounding="ROUND_CEILING"))
 
 
+def _quantity_or_reason(value: object) -> Decimal | str:
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        return f"quantity must be a string or number, got {type(value).__name__}"
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"quantity {value!r} is not finite"
+    return _parse(str(value))
+
+
+@functools.lru_cache(maxsize=4096)
+def _converted(unit: str, value: str | int | float) -> int | str:
+    """A quantity in `unit` ("milli", "mib", "whole"), or the reason it cannot be (cached: pods
+    repeat a few sizes, and Decimal arithmetic is most of a translation's cost otherwise)."""
+    q = _quantity_or_reason(value)
+    if isinstance(q, str):
+        return q
+    if unit == "milli":
+        return _ceil(q * 1000)
+    if unit == "mib":
+        return _ceil(q / (1 << 20))
+    if q != q.to_integral_value():
+        return f"{value!r} must be a whole number"
+    return int(q)
+
+
+def _convert(unit: str, value: object, where: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        raise InvalidInput(f"{where}: quantity must be a string or number, got {type(value).__name__}")
+    result = _converted(unit, value)
+    if isinstance(result, str):
+        raise InvalidInput(f"{where}: {result}")
+    return result
+
+
 def cpu_milli(value: object, where: str) -> int:
-    return _ceil(quantity(value, where) * 1000)
+    return _convert("milli", value, where)
 
 
 def memory_mib(value: object, where: str) -> int:
-    return _ceil(quantity(value, where) / (1 << 20))
+    return _convert("mib", value, where)
 
 
 def whole(value: object, where: str) -> int:
-    q = quantity(value, where)
-    if q != q.to_integral_value():
-        raise InvalidInput(f"{where}: {value!r} must be a whole number")
-    return int(q)
+    return _convert("whole", value, where)
 
 
 def is_dns_name(name: object) -> TypeGuard[str]:
@@ -200,27 +226,42 @@ def _resources(container: Mapping[str, Any], where: str) -> tuple[dict[str, obje
     return merged, managed
 
 
-def _effective(spec: Mapping[str, Any], resource: str, convert: Any, where: str) -> int:
-    """kube-scheduler's pod request: max(sum of app containers + sidecars, each init container
-    + the sidecars started before it) + overhead."""
-    total = 0
+def _effective(spec: Mapping[str, Any], units: Mapping[str, str], where: str) -> tuple[dict[str, int], bool]:
+    """kube-scheduler's pod request for each resource of `units` (resource -> unit): max(sum of
+    app containers + sidecars, each init container + the sidecars started before it) + overhead.
+    Also whether any container names a resource the extender manages."""
+    total = dict.fromkeys(units, 0)
+    sidecars = dict.fromkeys(units, 0)
+    peak = dict.fromkeys(units, 0)
+    managed = False
     for i, c in enumerate(_containers(spec, "containers")):
-        res, _ = _resources(c, f"{where}.containers[{i}]")
-        if resource in res:
-            total += convert(res[resource], f"{where}.containers[{i}] {resource}")
-    sidecars = 0
-    peak = 0
+        here = f"{where}.containers[{i}]"
+        res, named = _resources(c, here)
+        managed |= named
+        for resource, unit in units.items():
+            if resource in res:
+                total[resource] += _convert(unit, res[resource], f"{here} {resource}")
     for i, c in enumerate(_containers(spec, "initContainers")):
-        res, _ = _resources(c, f"{where}.initContainers[{i}]")
-        value = convert(res[resource], f"{where}.initContainers[{i}] {resource}") if resource in res else 0
-        if c.get("restartPolicy") == "Always":
-            sidecars += value
-            peak = max(peak, sidecars)
-        else:
-            peak = max(peak, sidecars + value)
+        here = f"{where}.initContainers[{i}]"
+        res, named = _resources(c, here)
+        managed |= named
+        sidecar = c.get("restartPolicy") == "Always"
+        for resource, unit in units.items():
+            value = _convert(unit, res[resource], f"{here} {resource}") if resource in res else 0
+            if sidecar:
+                sidecars[resource] += value
+                peak[resource] = max(peak[resource], sidecars[resource])
+            else:
+                peak[resource] = max(peak[resource], sidecars[resource] + value)
     overhead = _mapping(spec.get("overhead"), f"{where}.overhead")
-    extra = convert(overhead[resource], f"{where}.overhead {resource}") if resource in overhead else 0
-    return max(total + sidecars, peak) + extra
+    out = {}
+    for resource, unit in units.items():
+        extra = _convert(unit, overhead[resource], f"{where}.overhead {resource}") if resource in overhead else 0
+        out[resource] = max(total[resource] + sidecars[resource], peak[resource]) + extra
+    return out, managed
+
+
+_POD_UNITS = {"cpu": "milli", "memory": "mib", GPU_RESOURCE: "whole", GPU_MILLI_RESOURCE: "whole"}
 
 
 def _models(meta: Mapping[str, Any], spec: Mapping[str, Any], annotations: Mapping[str, Any]) -> frozenset[str]:
@@ -279,14 +320,8 @@ def pod_from_v1(obj: Mapping[str, Any]) -> PodInfo:
     if not spec.get("containers"):
         raise InvalidInput(f"{where}: spec.containers is missing or empty")
     annotations = _mapping(meta.get("annotations"), f"{where}.annotations")
-    managed = False
-    for field in ("containers", "initContainers"):
-        for c in _containers(spec, field):
-            managed |= _resources(c, where)[1]
-    cpu = _effective(spec, "cpu", cpu_milli, where)
-    mem = _effective(spec, "memory", memory_mib, where)
-    gpus = _effective(spec, GPU_RESOURCE, whole, where)
-    milli = _effective(spec, GPU_MILLI_RESOURCE, whole, where)
+    asked, managed = _effective(spec, _POD_UNITS, where)
+    cpu, mem, gpus, milli = (asked[r] for r in _POD_UNITS)
     if cpu > MAX_CPU_MILLI or mem > MAX_MEMORY_MIB:
         raise InvalidInput(f"{where}: requests {cpu}m CPU / {mem}Mi memory, beyond any node")
     if gpus > MAX_GPUS:
