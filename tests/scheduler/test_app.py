@@ -3,6 +3,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
 
 from ome.scheduler import Extender, FakeKube
 from ome.scheduler._kube import KubeError
@@ -162,3 +163,60 @@ def test_body_size_limit() -> None:
     with client:
         status, reason = _post(client, "/filter", {"Pod": make_pod("p"), "NodeNames": ["n0"] * 500})
         assert status == 413 and "larger than" in reason
+
+
+def test_verbs_answer_ahead_of_fastapi_with_their_server_time() -> None:
+    """The verbs are served by VerbApp before FastAPI's middleware; other paths and methods are not."""
+    _, _, client = build()
+    with client:
+        r = client.post("/filter", json={"Pod": make_pod("p", gpus=1), "NodeNames": NAMES})
+        assert r.status_code == 200 and r.headers["content-type"] == "application/json"
+        assert float(r.headers["server-timing"].split("dur=")[1]) > 0
+        assert client.get("/filter").status_code == 405
+        assert client.post("/filter/").status_code in (404, 307)
+        assert client.get("/healthz").text == "ok\n"
+
+
+def test_a_handler_bug_is_a_logged_500_and_the_next_call_is_served(monkeypatch: Any) -> None:
+    e, _, client = build()
+    calls = {"n": 0}
+    real = e.filter
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise RuntimeError("boom")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(e, "filter", broken)
+    with client:
+        r = client.post("/filter", json={"Pod": make_pod("p", gpus=1), "NodeNames": NAMES})
+        assert r.status_code == 500 and "internal error" in r.json()["Error"]
+        r = client.post("/filter", json={"Pod": make_pod("p", gpus=1), "NodeNames": NAMES})
+        assert r.status_code == 200 and r.json()["NodeNames"]
+
+
+def test_read_body_joins_chunks_refuses_oversize_and_notices_a_disconnect() -> None:
+    import asyncio
+
+    from ome.scheduler._asgi import BodyTooLarge, ClientGone, read_body
+
+    def receiver(*messages: dict[str, Any]) -> Any:
+        queue = list(messages)
+
+        async def receive() -> dict[str, Any]:
+            return queue.pop(0)
+        return receive
+
+    scope: dict[str, Any] = {"headers": [(b"content-length", b"6")]}
+    chunks = receiver({"type": "http.request", "body": b"abc", "more_body": True},
+                      {"type": "http.request", "body": b"def", "more_body": False})
+    assert asyncio.run(read_body(scope, chunks, 10)) == b"abcdef"
+    for headers, limit in (([(b"content-length", b"6")], 5), ([], 5)):  # declared, or only counted
+        chunks = receiver({"type": "http.request", "body": b"abc", "more_body": True},
+                          {"type": "http.request", "body": b"def", "more_body": False})
+        with pytest.raises(BodyTooLarge) as refused:
+            asyncio.run(read_body({"headers": headers}, chunks, limit))
+        assert refused.value.size == 6
+    with pytest.raises(ClientGone):
+        asyncio.run(read_body({"headers": []}, receiver({"type": "http.disconnect"}), 10))

@@ -21,6 +21,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from ome.domain import InvalidInput
 
+from ._asgi import BodyTooLarge, Reply, VerbApp, read_body
 from ._engine import Extender, Refused
 from ._informer import Reflector, Resource, start_reflectors
 from ._kube import KubeApi, KubeError
@@ -49,17 +50,15 @@ def _json(body: bytes, status: int = 200) -> Response:
     return Response(content=body, status_code=status, media_type=JSON)
 
 
-def _refuse(status: int, reason: str) -> Response:
-    return _json(dumps({"Error": reason}), status)
+def _refuse(status: int, reason: str) -> Reply:
+    return status, dumps({"Error": reason})
 
 
-def _endpoint(verb: str, handle: Callable[[Any], Awaitable[Response]],
-              run: Callable[[str, Request, Callable[[Any], Awaitable[Response]]], Awaitable[Response]],
-              ) -> Callable[[Request], Awaitable[Response]]:
+def _route(run: Callable[[Any, Any], Awaitable[Reply]]) -> Callable[[Request], Awaitable[Response]]:
     async def endpoint(request: Request) -> Response:
-        return await run(verb, request, handle)
+        status, body = await run(request.scope, request.receive)
+        return _json(body, status)
 
-    endpoint.__name__ = verb
     return endpoint
 
 
@@ -130,53 +129,54 @@ def create_app(engine: Extender, kube: KubeApi, *, watch: bool = True) -> FastAP
         finally:
             warming.clear()
 
-    app = FastAPI(title="OME kube-scheduler extender", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app = VerbApp(title="OME kube-scheduler extender", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.engine = engine
     app.state.metrics = metrics
     app.state.reflectors = reflectors
     limit = engine.settings.max_body_bytes
 
-    async def run(verb: str, request: Request, handle: Callable[[Any], Awaitable[Response]]) -> Response:
-        started = time.perf_counter()
-        try:
-            if not engine.ready:
-                metrics.errors.labels(verb, "not_ready").inc()
-                return _refuse(503, "the extender's node and pod cache is still loading")
-            size = request.headers.get("content-length")
-            if size is not None and size.isdigit() and int(size) > limit:
-                raise BadRequest(f"body of {size} bytes is larger than {limit}", status=413)
-            body = await request.body()
-            if len(body) > limit:
-                raise BadRequest(f"body of {len(body)} bytes is larger than {limit}", status=413)
-            response = await handle(loads(body))
-            response.headers["Server-Timing"] = f"app;dur={1000 * (time.perf_counter() - started):.3f}"
-            return response
-        except BadRequest as exc:
-            metrics.errors.labels(verb, "bad_request").inc()
-            log.info("%s: %d %s", verb, exc.status, exc.reason)
-            return _refuse(exc.status, exc.reason)
-        except Refused as exc:
-            metrics.errors.labels(verb, "refused").inc()
-            log.info("%s: %d %s", verb, exc.status, exc.reason)
-            return _refuse(exc.status, exc.reason)
-        finally:
-            metrics.latency.labels(verb).observe(time.perf_counter() - started)
+    def verb(name: str, handle: Callable[[Any], Awaitable[Reply]]) -> Callable[[Any, Any], Awaitable[Reply]]:
+        latency, errors = metrics.latency.labels(name), metrics.errors
 
-    async def do_filter(obj: Any) -> Response:
+        async def run(scope: Any, receive: Any) -> Reply:
+            started = time.perf_counter()
+            try:
+                if not engine.ready:
+                    errors.labels(name, "not_ready").inc()
+                    return _refuse(503, "the extender's node and pod cache is still loading")
+                try:
+                    body = await read_body(scope, receive, limit)
+                except BodyTooLarge as exc:
+                    raise BadRequest(f"body of {exc.size} bytes is larger than {limit}", status=413) from None
+                return await handle(loads(body))
+            except BadRequest as exc:
+                errors.labels(name, "bad_request").inc()
+                log.info("%s: %d %s", name, exc.status, exc.reason)
+                return _refuse(exc.status, exc.reason)
+            except Refused as exc:
+                errors.labels(name, "refused").inc()
+                log.info("%s: %d %s", name, exc.status, exc.reason)
+                return _refuse(exc.status, exc.reason)
+            finally:
+                latency.observe(time.perf_counter() - started)
+
+        return run
+
+    async def do_filter(obj: Any) -> Reply:
         args = extender_args(obj, "filter", engine.index, engine.request_pod_info)
         out = engine.filter(args.pod, args.names, args.rows)
         metrics.decisions.labels("filter", "placed" if out.chosen else "unschedulable").inc()
-        return _json(filter_result(out.nodes, out.failed, out.unresolvable, args.node_items))
+        return 200, filter_result(out.nodes, out.failed, out.unresolvable, args.node_items)
 
     priorities = HostPriorityEncoder()  # used from the event loop's thread only
 
-    async def do_prioritize(obj: Any) -> Response:
+    async def do_prioritize(obj: Any) -> Reply:
         args = extender_args(obj, "prioritize", engine.index, engine.request_pod_info)
         scores, rows, nodes = engine.prioritize_rows(args.pod, args.names, args.rows)
         metrics.decisions.labels("prioritize", "scored").inc()
-        return _json(priorities.encode(args.names, scores, rows, nodes))
+        return 200, priorities.encode(args.names, scores, rows, nodes)
 
-    async def do_bind(obj: Any) -> Response:
+    async def do_bind(obj: Any) -> Reply:
         args = binding_args(obj)
         plan = engine.begin_bind(args.pod_uid, args.pod_namespace, args.pod_name, args.node)
         if plan is None:
@@ -184,7 +184,7 @@ def create_app(engine: Extender, kube: KubeApi, *, watch: bool = True) -> FastAP
                 raw = await kube.get_pod(args.pod_namespace, args.pod_name)
             except KubeError as exc:
                 metrics.errors.labels("bind", "apiserver").inc()
-                return _json(binding_result(f"cannot read pod {args.pod_namespace}/{args.pod_name}: {exc}"))
+                return 200, binding_result(f"cannot read pod {args.pod_namespace}/{args.pod_name}: {exc}")
             if raw is None:
                 raise BadRequest(f"pod {args.pod_namespace}/{args.pod_name} does not exist", status=404)
             try:
@@ -197,33 +197,34 @@ def create_app(engine: Extender, kube: KubeApi, *, watch: bool = True) -> FastAP
                 raise BadRequest(f"pod {args.pod_namespace}/{args.pod_name} is not known", status=404)
         if plan.already_bound:
             metrics.decisions.labels("bind", "already_bound").inc()
-            return _json(binding_result())
+            return 200, binding_result()
         try:
             await kube.bind(args.pod_namespace, args.pod_name, args.pod_uid, args.node, plan.annotations)
         except KubeError as exc:
             definite = 400 <= exc.status < 500
             if exc.status == 409 and f"already assigned to node \"{args.node}\"" in exc.message:
                 engine.end_bind(args.pod_uid, args.node, True)  # a retried bind that had succeeded
-                return _json(binding_result())
+                return 200, binding_result()
             engine.end_bind(args.pod_uid, args.node, False if definite else None)
             metrics.decisions.labels("bind", "failed").inc()
             metrics.errors.labels("bind", "apiserver").inc()
-            return _json(binding_result(f"binding {args.pod_namespace}/{args.pod_name} to {args.node}: {exc}"))
+            return 200, binding_result(f"binding {args.pod_namespace}/{args.pod_name} to {args.node}: {exc}")
         engine.end_bind(args.pod_uid, args.node, True)
         metrics.decisions.labels("bind", "bound").inc()
-        return _json(binding_result())
+        return 200, binding_result()
 
-    async def do_preempt(obj: Any) -> Response:
+    async def do_preempt(obj: Any) -> Reply:
         args = preemption_args(obj)
         victims = engine.preempt(args.pod, args.victims)
         metrics.decisions.labels("preempt", "candidates" if victims else "none").inc()
-        return _json(preemption_result(victims))
+        return 200, preemption_result(victims)
 
-    # The verbs are plain Starlette routes: the body is read and checked by hand (case-insensitive
-    # keys, exact errors), so FastAPI's per-request dependency solving would only add latency.
-    for verb, handle in (("filter", do_filter), ("prioritize", do_prioritize), ("bind", do_bind),
+    # The verbs are answered by VerbApp ahead of FastAPI's middleware and router; the routes
+    # below only give a GET of a verb its 405 (and serve a POST that reaches them some other way).
+    for name, handle in (("filter", do_filter), ("prioritize", do_prioritize), ("bind", do_bind),
                          ("preempt", do_preempt)):
-        app.add_route(f"/{verb}", _endpoint(verb, handle, run), methods=["POST"])
+        app.verbs[f"/{name}"] = run = verb(name, handle)
+        app.add_route(f"/{name}", _route(run), methods=["POST"])
 
     @app.get("/healthz")
     async def healthz() -> Response:
