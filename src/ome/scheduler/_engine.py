@@ -19,14 +19,13 @@ from one stream (a restart or a retried filter must not change later choices).
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 import time
-import zlib
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from itertools import repeat
 from typing import Any
 
 import numpy as np
@@ -36,6 +35,7 @@ from ome.solver import NEEDS_TARGET, Bind, ClusterArrays, FragModel, TargetWorkl
 
 from ._scores import MAX_SHAPES, RecordingPolicy, is_node_local
 from ._settings import FILTER_CHOSEN, ExtenderSettings
+from ._names import NameIndex
 from ._target import target_from_pods
 from ._translate import ANNOTATION_GPU_INDEX, PodInfo, format_gpu_index, node_from_v1, pod_from_v1
 from ._wire import NodeRows
@@ -49,24 +49,24 @@ MAX_DECISIONS = 4096
 MAX_REQUEST_PODS = 256  # pods translated for requests (not from the watch) kept by fingerprint
 
 
-def tie_break_rng(seed: int, pod_key: str) -> np.random.Generator:
-    """The rng place_one breaks ties with for one pod: a function of (seed, "namespace/name")."""
-    return np.random.default_rng([seed, zlib.crc32(pod_key.encode())])
+def tie_break_rng(seed: int, pod_key: str) -> PodTieBreak:
+    """The tie-break place_one uses for one pod: a function of (seed, "namespace/name")."""
+    return PodTieBreak(seed, pod_key)
 
 
-class _LazyRng:
-    """tie_break_rng, built only if place_one meets a tie (building one costs more than a filter's
-    scoring when the score cache is warm)."""
+class PodTieBreak:
+    """place_one's rng for one pod: integers(n) is a keyed hash of (seed, pod key) mod n, the
+    same for every call, so a retried filter or a restarted extender picks the same among equal
+    nodes. (A seeded numpy Generator cost 30-50 us to build, more than the rest of a tie.)"""
 
-    __slots__ = ("seed", "key", "_rng")
+    __slots__ = ("_value",)
 
     def __init__(self, seed: int, key: str) -> None:
-        self.seed, self.key, self._rng = seed, key, None
+        digest = hashlib.blake2b(f"{seed}/{key}".encode(), digest_size=8).digest()
+        self._value = int.from_bytes(digest, "little")
 
-    def integers(self, *args: Any, **kwargs: Any) -> Any:
-        if self._rng is None:
-            self._rng = tie_break_rng(self.seed, self.key)
-        return self._rng.integers(*args, **kwargs)
+    def integers(self, high: int) -> int:
+        return self._value % int(high)
 
 
 def canonical_order(nodes: Iterable[Node]) -> list[Node]:
@@ -227,6 +227,7 @@ class Extender:
         self.conflicts = 0  # bound pods whose resources could not be applied (over-commit seen)
         self.unreadable_pods = 0
         self.arrays = ClusterArrays([])
+        self._index = NameIndex([])
         self.version = np.zeros(0, np.int64)
         self.policy = self._new_policy()
 
@@ -269,6 +270,7 @@ class Extender:
         self.generation += 1
         self._decisions.clear()
         self._names = np.array(self.arrays.names, dtype=object)
+        self._index = NameIndex(self.arrays.names)
         self.policy = self._new_policy()
         self.conflicts = 0
         for entry in sorted(self.entries.values(), key=lambda e: (e.state != BOUND, e.key)):
@@ -535,19 +537,19 @@ class Extender:
     # ------------------------------------------------------------------ verbs
 
     @property
-    def index(self) -> Mapping[str, int]:
+    def index(self) -> NameIndex:
         """Node name -> row of the current arrays (replaced, never changed, by a rebuild): the
         wire layer looks the requested names up in it while validating them."""
-        return self.arrays.index
+        return self._index
 
     def _candidates(self, names: Sequence[str], hint: NodeRows | None = None) -> _NameSet:
         """Rows of the named nodes, a mask of them and the names not in the cache. `hint`: the
         lookups the wire layer made, used if they were made in the current index."""
-        index, size = self.arrays.index, len(self.arrays)
+        index, size = self._index, len(self.arrays)
         if hint is not None and hint[0] is index and len(hint[1]) == len(names):
             rows = hint[1]
         else:
-            rows = np.fromiter(map(index.get, names, repeat(-1, len(names))), np.int64, len(names))
+            rows = index.rows(list(names))
         missing = rows < 0
         unknown: tuple[str, ...] = ()
         if missing.any():
@@ -574,7 +576,7 @@ class Extender:
             mask, unknown = candidates.mask, candidates.unknown
             arrays, request = self.arrays, pod.request
             self.policy.forget()
-            rng: Any = _LazyRng(self.settings.seed, pod.key)
+            rng = PodTieBreak(self.settings.seed, pod.key)
             decision = place_one(arrays, request, self.policy, rng, mask, tie_break=self.settings.tie_break)
             failed: dict[str, str] = {n: "node is not (yet) in the OME extender's cache" for n in unknown}
             unresolvable: dict[str, str] = {}
@@ -646,7 +648,7 @@ class Extender:
                     d = _Decision(self.generation, chosen, np.empty(0, np.int64), np.empty(0, np.int64))
                 else:
                     self.policy.forget()
-                    rng: Any = _LazyRng(self.settings.seed, pod.key)
+                    rng = PodTieBreak(self.settings.seed, pod.key)
                     decision = place_one(self.arrays, pod.request, self.policy, rng, candidates.mask,
                                          tie_break=self.settings.tie_break)
                     chosen = decision.node if isinstance(decision, Bind) else -1

@@ -9,7 +9,7 @@ Decisions come back as data; nothing here mutates the cluster.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
@@ -39,6 +39,12 @@ class Policy(Protocol):
     def observe(self, cluster: ClusterArrays, pod: PodRequest, node: int, gpus: tuple[int, ...]) -> None:
         """Called after the caller applied a placement (for policies that keep per-node state)."""
         ...
+
+
+class TieBreak(Protocol):
+    """What place_one draws a tie-break from: a numpy Generator, or any object with integers(n)."""
+
+    def integers(self, high: int, /) -> Any: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,7 +85,7 @@ def place_one(
     cluster: ClusterArrays,
     pod: PodRequest,
     policy: Policy,
-    rng: np.random.Generator,
+    rng: TieBreak,
     candidates: npt.NDArray[np.bool_] | None = None,
     tie_break: str = "random",
 ) -> Decision:
