@@ -6,12 +6,9 @@ import json
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from ome.scheduler import pod_from_v1
 from ome.scheduler._engine import MAX_REQUEST_PODS
-from ome.scheduler._names import NameIndex
 from ome.scheduler._wire import BadRequest, HostPriorityEncoder, extender_args, host_priority_list
 
 from .builders import cluster, make_node, make_pod
@@ -38,7 +35,7 @@ def test_priority_encoder_writes_what_host_priority_list_writes() -> None:
 
 
 def test_names_are_looked_up_once_and_the_rest_checked_as_dns_names() -> None:
-    index = NameIndex(["a", "b"])
+    index = {"a": 0, "b": 1}
     pod = make_pod("p", gpus=1)
     args = extender_args({"Pod": pod, "NodeNames": ["b", "new-node", "a"]}, "filter", index)
     assert args.names == ["b", "new-node", "a"] and args.rows is not None
@@ -59,7 +56,7 @@ def test_lookups_made_in_an_index_the_engine_has_replaced_are_redone() -> None:
     out = e.filter(pod_from_v1(make_pod("p", gpus=1, uid="u1")), ["c"], (stale, np.array([1])))
     assert out.chosen == "c"
     # a hint made in the current index is used as given
-    e.filter(pod_from_v1(make_pod("q", gpus=1, uid="u2")), ["b"], (e.index, np.array([e.index.get("b")])))
+    e.filter(pod_from_v1(make_pod("q", gpus=1, uid="u2")), ["b"], (e.index, np.array([e.index["b"]])))
     assert e.entries["u2"].node == "b"
 
 
@@ -98,23 +95,3 @@ def test_request_pods_are_translated_once_and_kept_in_a_bounded_cache() -> None:
         e.request_pod_info(make_pod(f"q{k}", gpus=1, uid=f"q{k}"))
     assert len(e._request_pods) == MAX_REQUEST_PODS
     assert names(e) == ["a"]
-
-
-@settings(max_examples=60, deadline=None)
-@given(st.lists(st.text(min_size=1, max_size=12), max_size=40, unique=True), st.data())
-def test_name_index_rows_match_a_dict_lookup(known: list[str], data: st.DataObject) -> None:
-    index = NameIndex(known)
-    asked = data.draw(st.lists(st.sampled_from(known) | st.text(max_size=12), max_size=60) if known
-                      else st.lists(st.text(max_size=12), max_size=10))
-    expected = [known.index(n) if n in known else -1 for n in asked]
-    assert index.rows(asked).tolist() == expected
-    index._by_hash = False  # the fallback taken when two node names share a hash
-    assert index.rows(asked).tolist() == expected
-
-
-def test_name_index_refuses_items_that_are_not_strings() -> None:
-    index = NameIndex(["a", "b"])
-    for bad in (["a", 3], ["a", None], ["a", ("b",)]):
-        with pytest.raises(TypeError):
-            index.rows(bad)
-    assert NameIndex([]).rows(["a"]).tolist() == [-1] and len(NameIndex(["x"])) == 1

@@ -26,6 +26,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from itertools import repeat
 from typing import Any
 
 import numpy as np
@@ -35,7 +36,6 @@ from ome.solver import NEEDS_TARGET, Bind, ClusterArrays, FragModel, TargetWorkl
 
 from ._scores import MAX_SHAPES, RecordingPolicy, is_node_local
 from ._settings import FILTER_CHOSEN, ExtenderSettings
-from ._names import NameIndex
 from ._target import target_from_pods
 from ._translate import ANNOTATION_GPU_INDEX, PodInfo, format_gpu_index, node_from_v1, pod_from_v1
 from ._wire import NodeRows
@@ -227,7 +227,6 @@ class Extender:
         self.conflicts = 0  # bound pods whose resources could not be applied (over-commit seen)
         self.unreadable_pods = 0
         self.arrays = ClusterArrays([])
-        self._index = NameIndex([])
         self.version = np.zeros(0, np.int64)
         self.policy = self._new_policy()
 
@@ -270,7 +269,6 @@ class Extender:
         self.generation += 1
         self._decisions.clear()
         self._names = np.array(self.arrays.names, dtype=object)
-        self._index = NameIndex(self.arrays.names)
         self.policy = self._new_policy()
         self.conflicts = 0
         for entry in sorted(self.entries.values(), key=lambda e: (e.state != BOUND, e.key)):
@@ -537,19 +535,19 @@ class Extender:
     # ------------------------------------------------------------------ verbs
 
     @property
-    def index(self) -> NameIndex:
+    def index(self) -> Mapping[str, int]:
         """Node name -> row of the current arrays (replaced, never changed, by a rebuild): the
         wire layer looks the requested names up in it while validating them."""
-        return self._index
+        return self.arrays.index
 
     def _candidates(self, names: Sequence[str], hint: NodeRows | None = None) -> _NameSet:
         """Rows of the named nodes, a mask of them and the names not in the cache. `hint`: the
         lookups the wire layer made, used if they were made in the current index."""
-        index, size = self._index, len(self.arrays)
+        index, size = self.arrays.index, len(self.arrays)
         if hint is not None and hint[0] is index and len(hint[1]) == len(names):
             rows = hint[1]
         else:
-            rows = index.rows(list(names))
+            rows = np.fromiter(map(index.get, names, repeat(-1, len(names))), np.int64, len(names))
         missing = rows < 0
         unknown: tuple[str, ...] = ()
         if missing.any():

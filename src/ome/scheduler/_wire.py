@@ -13,13 +13,13 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from itertools import repeat
 from typing import Any
 
 import numpy as np
 
 from ome.domain import InvalidInput
 
-from ._names import NameIndex
 from ._translate import PodInfo, is_dns_name, pod_from_v1
 
 MAX_NODES = 100_000
@@ -82,24 +82,25 @@ def _pod(args: Mapping[str, Any], what: str, translate: Callable[[Any], PodInfo]
         raise BadRequest(f"{what}: Pod is nested too deeply") from None
 
 
-NodeRows = tuple[NameIndex, np.ndarray]
-"""(an index of node names, the row of each requested name in it or -1): the lookups validation
+NodeRows = tuple[Mapping[str, int], np.ndarray]
+"""(an index name -> row, the row of each requested name in it or -1): the lookups validation
 made, handed to the engine, which uses them if its arrays still have that index."""
 
 
-def _names(value: object, what: str, index: NameIndex | None) -> tuple[list[str], NodeRows | None]:
+def _names(value: object, what: str, index: Mapping[str, int] | None) -> tuple[list[str], NodeRows | None]:
     """A list of node names, and their rows in `index` (names found there, the cache's, are valid
     by construction; the others must be DNS names). kube-scheduler sends the names in a new
-    order each time (its filters run in parallel), so the whole list is looked up at once."""
+    order each time (its filters run in parallel), so this is one dict lookup per name, once."""
     if not isinstance(value, list):
         raise BadRequest(f"{what} must be a list of node names")
     if len(value) > MAX_NODES:
         raise BadRequest(f"{what} has {len(value)} names, more than {MAX_NODES}", status=413)
     rows = None
     if index is not None:
+        get = index.get
         try:
-            rows = index.rows(value)
-        except TypeError:  # an item that is not a string; the loop below names it
+            rows = np.fromiter(map(get, value, repeat(-1, len(value))), np.int64, len(value))
+        except TypeError:  # an unhashable item; the loop below names it
             rows = None
     for i in range(len(value)) if rows is None else np.flatnonzero(rows < 0).tolist():
         if not is_dns_name(value[i]):
@@ -115,7 +116,7 @@ class ExtenderArgs:
     rows: NodeRows | None = None  # NodeNames looked up in the index passed to extender_args
 
 
-def extender_args(obj: object, verb: str, index: NameIndex | None = None,
+def extender_args(obj: object, verb: str, index: Mapping[str, int] | None = None,
                   translate: Callable[[Any], PodInfo] = pod_from_v1) -> ExtenderArgs:
     """`index`: node name -> row of the engine's arrays (its names need no further check)."""
     args = _folded(obj, f"{verb} request")
