@@ -608,13 +608,12 @@ class Extender:
             return
         a = self.arrays
         never = rejected & ~a.accepts_mask(pod)
-        names = a.names
+        names = self._names  # object array: a mask picks the names in C, not a loop per node
         if never.any():
             why = (f"can never hold {pod.num_gpu} GPU(s) x {pod.gpu_milli} milli"
                    f"{' of ' + ','.join(sorted(pod.gpu_models)) if pod.gpu_models else ''}"
                    f" with {pod.cpu_milli}m CPU / {pod.memory_mib}Mi (GPU model, count, memory or node size)")
-            for i in np.flatnonzero(never).tolist():
-                unresolvable[names[i]] = why
+            unresolvable.update(zip(names[never].tolist(), repeat(why)))
         rest = rejected & ~never
         if not rest.any():
             return
@@ -623,8 +622,7 @@ class Extender:
         gpu = rest & ~cpu & ~mem
         for m, why in ((cpu, "insufficient cpu"), (mem, "insufficient memory"),
                        (gpu, f"no {pod.num_gpu} GPU(s) with {pod.gpu_milli} milli free")):
-            for i in np.flatnonzero(m).tolist():
-                failed[names[i]] = why
+            failed.update(zip(names[m].tolist(), repeat(why)))
 
     def prioritize(self, pod: PodInfo, names: Sequence[str]) -> list[tuple[str, int]]:
         """10 for the node the filter chose, 0..4 (the policy's score / 25) for the other feasible nodes."""
