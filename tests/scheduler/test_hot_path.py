@@ -71,7 +71,7 @@ def test_prioritize_rows_match_prioritize_and_keep_the_request_order() -> None:
     assert scores[1] == 0 and 10 in scores.tolist()
 
 
-def test_the_name_list_cache_follows_node_changes() -> None:
+def test_a_node_added_after_a_filter_is_a_candidate_in_the_next() -> None:
     e = engine(cluster(("a", "A100", 1)))
     asked = ("a", "b")
     out = e.filter(pod_from_v1(make_pod("p1", gpus=1, uid="u1")), asked)

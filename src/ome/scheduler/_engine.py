@@ -13,8 +13,8 @@ State (all under one lock; the watch threads and the HTTP handlers share it):
 
 Decisions use ome.solver.place_one with the configured policy, exactly as `ome simulate`
 does, with two choices that make a decision a pure function of the cluster state and the pod:
-nodes in name order, and the tie-break rng seeded from (seed, namespace/name) rather than drawn
-from one stream (a restart or a retried filter must not change later choices).
+nodes in name order, and the tie-break a hash of (seed, namespace/name) rather than drawn
+from one random stream (a restart or a retried filter must not change later choices).
 """
 
 from __future__ import annotations
@@ -38,12 +38,11 @@ from ._scores import MAX_SHAPES, RecordingPolicy, is_node_local
 from ._settings import FILTER_CHOSEN, ExtenderSettings
 from ._target import target_from_pods
 from ._translate import ANNOTATION_GPU_INDEX, PodInfo, format_gpu_index, node_from_v1, pod_from_v1
-from ._wire import NodeRows
+from ._wire import MAX_EXTENDER_SCORE, NodeRows, rows_in
 
 log = logging.getLogger("ome.scheduler")
 
 RESERVED, BINDING, BOUND = "reserved", "binding", "bound"
-MAX_EXTENDER_SCORE = 10
 OTHERS_MAX_SCORE = 4  # feasible but not chosen: 0..4, so the choice leads by >= 6 x weight x 10
 MAX_DECISIONS = 4096
 MAX_REQUEST_PODS = 256  # pods translated for requests (not from the watch) kept by fingerprint
@@ -547,7 +546,7 @@ class Extender:
         if hint is not None and hint[0] is index and len(hint[1]) == len(names):
             rows = hint[1]
         else:
-            rows = np.fromiter(map(index.get, names, repeat(-1, len(names))), np.int64, len(names))
+            rows = rows_in(index, names)
         missing = rows < 0
         unknown: tuple[str, ...] = ()
         if missing.any():

@@ -87,6 +87,11 @@ NodeRows = tuple[Mapping[str, int], np.ndarray]
 made, handed to the engine, which uses them if its arrays still have that index."""
 
 
+def rows_in(index: Mapping[str, int], names: Sequence[str]) -> np.ndarray:
+    """The row of each name in `index`, -1 for names not in it (TypeError for an unhashable one)."""
+    return np.fromiter(map(index.get, names, repeat(-1, len(names))), np.int64, len(names))
+
+
 def _names(value: object, what: str, index: Mapping[str, int] | None) -> tuple[list[str], NodeRows | None]:
     """A list of node names, and their rows in `index` (names found there, the cache's, are valid
     by construction; the others must be DNS names). kube-scheduler sends the names in a new
@@ -97,9 +102,8 @@ def _names(value: object, what: str, index: Mapping[str, int] | None) -> tuple[l
         raise BadRequest(f"{what} has {len(value)} names, more than {MAX_NODES}", status=413)
     rows = None
     if index is not None:
-        get = index.get
         try:
-            rows = np.fromiter(map(get, value, repeat(-1, len(value))), np.int64, len(value))
+            rows = rows_in(index, value)
         except TypeError:  # an unhashable item; the loop below names it
             rows = None
     for i in range(len(value)) if rows is None else np.flatnonzero(rows < 0).tolist():

@@ -22,8 +22,8 @@ Nodes are ranked by a tuple, best first (each later key only breaks ties of the 
    to a whole GPU), whole-GPU pods the node with the fewest free GPUs left, CPU-only pods the
    node with the least CPU left.
 4. fewer free GPUs on the node overall (fill started nodes first).
-Exact ties go to the framework's tie rule (first node in list order in `ome simulate`, seeded
-random in the extender unless configured). Scores handed to the extender are ranks
+Exact ties go to the framework's tie rule (first node in list order in `ome simulate`, a hash
+of the pod in the extender unless configured). Scores handed to the extender are ranks
 mapped onto 0..100 (best node 100).
 """
 
@@ -76,13 +76,18 @@ class OmePolicy:
         self._cpu_kept = self.cpu_per_gpu
         self.mem_per_gpu = max(target.mem_per_gpu, 1.0)
         self._big = target.big_shapes
-        self._big_cache: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+        # Each big shape's CPU, memory, GPU count, GPU memory and share of the GPU demand.
+        self._big_cpu = np.array([b.cpu_milli for b in self._big], np.int64)
+        self._big_mem = np.array([b.memory_mib for b in self._big], np.int64)
+        self._big_num = np.array([b.num_gpu for b in self._big], np.int64)
+        self._big_gpu_memory = np.array([b.min_gpu_memory_mib for b in self._big], np.int64)
+        self._big_share = np.array([b.demand_share for b in self._big], np.float64)
         self._static = np.zeros((0, len(self._big)), np.bool_)
         self._nodes_seen: tuple[object, ...] | None = None  # the node list _cpu_kept and _static are for
-        # Per-node state kept between decisions (see _sync): the cluster and clock it is for,
-        # free milli and whole free GPUs per node, stranded GPUs now, which big shapes each node
+        # Per-node state kept between decisions (see _sync): the cluster it is for and that
+        # cluster's clock then, free milli and whole free GPUs per node, stranded GPUs now, which big shapes each node
         # could host now (and whether any), and the number of hosts per shape.
-        self._view: tuple[ClusterArrays | None, object, int] = (None, None, -1)
+        self._view: tuple[ClusterArrays | None, int] = (None, -1)
         self._total = np.zeros(0, np.int64)
         self._full = np.zeros(0, np.int64)
         self._strand = np.zeros(0)
@@ -90,7 +95,6 @@ class OmePolicy:
         self._hosts = np.zeros(len(self._big), np.int64)
         self._hosting = np.zeros(0, np.bool_)
         self._gpu_waste = gpu_waste_table(target)
-        self._big_gpu_memory = np.array([b.min_gpu_memory_mib for b in self._big], np.int64)
 
     # --- keys ---------------------------------------------------------------------------
     def _stranded(self, cpu: np.ndarray, mem: np.ndarray, gpu_free_milli: np.ndarray) -> np.ndarray:
@@ -126,24 +130,15 @@ class OmePolicy:
 
     def _big_hostable(self, cpu: np.ndarray, mem: np.ndarray, full: np.ndarray, static: np.ndarray) -> np.ndarray:
         """(rows, B) whether each big shape fits the given node states; `static` is their model/GPU-memory rows."""
-        cpu_b, mem_b, num_b = self._big_arrays()
-        return static & (cpu[:, None] >= cpu_b) & (mem[:, None] >= mem_b) & (full[:, None] >= num_b)
-
-    def _big_arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        if self._big_cache is None:
-            self._big_cache = (
-                np.array([b.cpu_milli for b in self._big], np.int64),
-                np.array([b.memory_mib for b in self._big], np.int64),
-                np.array([b.num_gpu for b in self._big], np.int64),
-            )
-        return self._big_cache
+        return (static & (cpu[:, None] >= self._big_cpu) & (mem[:, None] >= self._big_mem)
+                & (full[:, None] >= self._big_num))
 
     def _sync(self, cluster: ClusterArrays) -> None:
         """Bring the per-node state up to date: in full for a new cluster or node list, else only
         the rows allocated on or released from since the last decision (one, in a replay)."""
         self._per_node_list(cluster)
-        seen, nodes_seen, clock = self._view
-        if seen is cluster and nodes_seen is cluster.nodes:
+        seen, clock = self._view
+        if seen is cluster:  # a cluster's node list never changes; a new list is a new cluster
             rows = cluster.changed_since(clock)
             if not rows.size:
                 return
@@ -162,7 +157,7 @@ class OmePolicy:
             self._hosts = self._hosts + now.sum(axis=0) - self._now[rows].sum(axis=0)
             self._total[rows], self._full[rows], self._strand[rows], self._now[rows] = total, full, strand, now
             self._hosting[rows] = now.any(axis=1)
-        self._view = (cluster, cluster.nodes, cluster.clock)
+        self._view = (cluster, cluster.clock)
 
     def _host_value(self, cluster: ClusterArrays, hosts: np.ndarray) -> np.ndarray:
         """Expected GPUs lost when one more node stops hosting each big shape.
@@ -171,9 +166,8 @@ class OmePolicy:
         losing a host matters in proportion to need_b / hosts_b (capped at 1), times its GPUs.
         """
         free_gpus = float(self._total.sum()) / MILLI  # _sync has run
-        num = np.array([b.num_gpu for b in self._big], np.float64)
-        need = np.array([b.demand_share for b in self._big]) * free_gpus / num
-        return num * np.minimum(1.0, need / np.maximum(hosts, 1))
+        need = self._big_share * free_gpus / self._big_num
+        return self._big_num * np.minimum(1.0, need / np.maximum(hosts, 1))
 
     def rank_keys(self, cluster: ClusterArrays, pod: PodRequest, nodes: IntArray) -> list[np.ndarray]:
         """Keys, most significant first; lower is better in each."""
