@@ -15,8 +15,11 @@ Nodes are ranked by a tuple, best first (each later key only breaks ties of the 
       num_gpu_b * min(1, need_b / hosts_b), need_b being how many b-pods the free capacity
       would receive at the workload's mix and hosts_b how many nodes can still take one.
       Whole 8-GPU nodes stay whole while smaller holes exist; rare shapes keep their last homes.
-   c. sharing pods only: growth of the per-GPU expected waste w(x) = x * P(a GPU pod needs
-      more than x milli), on the best GPU of the node (FGD's idea, on the GPU dimension alone).
+   c. sharing pods only: the hole value the pod spoils on the best GPU of the node,
+      K(free) - K(free - milli), K being what a hole can still collect at the LP prices of
+      the workload's sharing sizes (``_hole_prices``): zero where the pod completes a good
+      pairing, positive where it leaves a hole nothing fits well. share_table="fgd" uses
+      FGD's per-GPU expected waste w(x) = x * P(a GPU pod needs more than x milli) instead.
 2. (share_waste="key" moves 1c here as its own key; "off" drops it.)
 3. packing: sharing pods take the GPU whose leftover is smallest (pairing fractions that sum
    to a whole GPU), whole-GPU pods the node with the fewest free GPUs left, CPU-only pods the
@@ -37,6 +40,7 @@ from .._arrays import ClusterArrays
 from .._fragmentation import TargetWorkload
 from .._framework import IntArray
 from ._common import tightest_gpus
+from ._hole_prices import hole_values
 
 
 def gpu_waste_table(target: TargetWorkload) -> np.ndarray:
@@ -62,12 +66,16 @@ class OmePolicy:
     name = "ome"
 
     def __init__(
-        self, target: TargetWorkload, host_weight: float = 0.5, share_waste: str = "sum", cpu_reserve: float | None = None
+        self, target: TargetWorkload, host_weight: float = 0.5, share_waste: str = "sum", cpu_reserve: float | None = None,
+        share_table: str = "lp",
     ) -> None:
         """cpu_reserve: CPU kept per free GPU, as a multiple of the workload's average; None chooses it
-        from the CPU pressure (1, or SCARCE_CPU_RESERVE where CPU is scarce)."""
+        from the CPU pressure (1, or SCARCE_CPU_RESERVE where CPU is scarce). share_table: how a GPU's
+        hole is valued for sharing pods, "lp" (hole values at the LP prices) or "fgd" (FGD's w(x))."""
         if share_waste not in ("sum", "key", "off"):
             raise ValueError(f"share_waste must be 'sum', 'key' or 'off', got {share_waste!r}")
+        if share_table not in ("lp", "fgd"):
+            raise ValueError(f"share_table must be 'lp' or 'fgd', got {share_table!r}")
         self.target = target
         self.host_weight = host_weight
         self.share_waste = share_waste
@@ -94,7 +102,8 @@ class OmePolicy:
         self._now = np.zeros((0, len(self._big)), np.bool_)
         self._hosts = np.zeros(len(self._big), np.int64)
         self._hosting = np.zeros(0, np.bool_)
-        self._gpu_waste = gpu_waste_table(target)
+        # Per-GPU cost of a hole of x free milli, in milli: only its growth is used.
+        self._gpu_waste = gpu_waste_table(target) if share_table == "fgd" else -MILLI * hole_values(target)
 
     # --- keys ---------------------------------------------------------------------------
     def _stranded(self, cpu: np.ndarray, mem: np.ndarray, gpu_free_milli: np.ndarray) -> np.ndarray:
@@ -224,7 +233,7 @@ class OmePolicy:
         return (100 - ranks * 100 // worst).astype(np.int64) if nodes.size > 1 else np.full(nodes.size, 100, np.int64)
 
     def _share_delta(self, free: np.ndarray, milli: int) -> tuple[np.ndarray, np.ndarray]:
-        """Growth of the per-GPU expected waste when `milli` goes on each GPU (inf where it does not fit)."""
+        """Growth of the per-GPU hole cost when `milli` goes on each GPU (inf where it does not fit)."""
         fits = free >= milli
         table = self._gpu_waste
         after = table[np.clip(free - milli, 0, MILLI)]

@@ -1,0 +1,62 @@
+"""LP prices of the sharing sizes and the hole values the ome policy ranks sharing pods by."""
+
+import numpy as np
+import pytest
+
+from ome.solver import ClusterArrays, Shape, TargetWorkload
+from ome.solver.plugins._hole_prices import hole_values, sharing_mix, size_prices
+from ome.solver.plugins._ome import OmePolicy
+from tests.builders import make_node, make_pod
+
+# Per 7 pods: two 470s, one 650, four 320s. The LP packs them into 3 GPUs: (470, 470),
+# (650, 320), (320, 320, 320); each pattern it uses is worth exactly one GPU, which pins
+# the prices: 2 u470 = 1, 3 u320 = 1, u650 + u320 = 1.
+MIX = {470: 2.0, 650: 1.0, 320: 4.0}
+TARGET = TargetWorkload(
+    (Shape(4000, 470, 1), Shape(4000, 650, 1), Shape(4000, 320, 1), Shape(8000, 1000, 1)),
+    (0.2, 0.1, 0.4, 0.3), cpu_per_gpu=4000, mem_per_gpu=1,
+)
+
+
+def test_prices_of_a_mix_worked_by_hand() -> None:
+    prices = size_prices(MIX)
+    assert prices == pytest.approx({320: 1 / 3, 470: 0.5, 650: 2 / 3}, abs=1e-6)
+
+
+def test_hole_values_by_hand() -> None:
+    k = hole_values(TARGET)
+    assert sharing_mix(TARGET) == pytest.approx({470: 0.2, 650: 0.1, 320: 0.4})
+    assert k[0] == 0 and k[1000] == pytest.approx(1.0)
+    assert (np.diff(k) >= -1e-12).all()
+    # The hole a 470 leaves (530) is worth another 470; a 320 put there leaves 210, worth nothing:
+    # it gives up 1/2 to collect 1/3. Beside a 650 (350 left) or on an empty GPU it loses nothing.
+    assert k[530] == pytest.approx(0.5) and k[210] == 0
+    assert k[350] - k[30] == pytest.approx(1 / 3)
+    assert k[1000] - k[680] == pytest.approx(1 / 3)
+
+
+def test_no_sharing_pods_no_values() -> None:
+    whole = TargetWorkload((Shape(8000, 1000, 1),), (1.0,))
+    assert not hole_values(whole).any()
+    assert size_prices({}) == {}
+
+
+def test_bad_sizes_are_refused() -> None:
+    with pytest.raises(ValueError, match="1..999"):
+        size_prices({1000: 1.0})
+
+
+@pytest.mark.parametrize(("table", "best"), [("lp", 1), ("fgd", 0)])
+def test_a_320_goes_beside_a_470_only_with_fgds_table(table: str, best: int) -> None:
+    # n0: one GPU with a 470 on it (530 free), the rest taken; n1: one empty GPU, the rest taken.
+    c = ClusterArrays([make_node(f"n{i}").gpus("A100", 8).cpu(64_000).obj() for i in range(2)])
+    c.gpu_free[0] = [530] + [0] * 7
+    c.gpu_free[1] = [1000] + [0] * 7
+    policy = OmePolicy(TARGET, share_table=table)
+    s = policy.score(c, make_pod(cpu=4000, gpus=1, milli=320), np.arange(2)).tolist()
+    assert s[best] > s[1 - best]
+
+
+def test_unknown_table_is_refused() -> None:
+    with pytest.raises(ValueError, match="share_table"):
+        OmePolicy(TARGET, share_table="sos")
