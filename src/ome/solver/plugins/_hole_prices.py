@@ -44,27 +44,29 @@ def sharing_mix(target: TargetWorkload) -> dict[int, float]:
     return mix
 
 
-def _knapsack(sizes: tuple[int, ...], prices: tuple[float, ...]) -> tuple[np.ndarray, list[int]]:
-    """best[c] = the most price fitting c milli (sizes reusable); last[c] = a size in that best fill (0: none)."""
+def _knapsack(sizes: tuple[int, ...], prices: tuple[float, ...]) -> np.ndarray:
+    """best[c] = the most price a hole of c milli can hold (each size any number of times)."""
     best = np.zeros(MILLI + 1)
-    last = [0] * (MILLI + 1)
-    for c in range(1, MILLI + 1):
-        best[c] = best[c - 1]  # last[c] = 0: the fill of c - 1, one milli unused
-        for s, u in zip(sizes, prices):
-            if s <= c and best[c - s] + u > best[c] + _EPS:
-                best[c], last[c] = best[c - s] + u, s
-    return best, last
+    for s, u in zip(sizes, prices):
+        # best[c] = max(best[c], best[c - s] + u) for c = s..MILLI in increasing c, a block of s at a time
+        # (within a block no entry depends on another of the same block).
+        for lo in range(s, MILLI + 1, s):
+            hi = min(lo + s, MILLI + 1)
+            np.maximum(best[lo:hi], best[lo - s:hi - s] + u, out=best[lo:hi])
+    return best
 
 
-def _pattern(last: list[int], capacity: int) -> tuple[int, ...]:
+def _best_fill(best: np.ndarray, sizes: tuple[int, ...], prices: tuple[float, ...]) -> tuple[int, ...]:
+    """The sizes of one fill of a whole GPU worth best[MILLI], read back from the table."""
     out: list[int] = []
-    c = capacity
-    while c > 0:
-        if last[c]:
-            out.append(last[c])
-            c -= last[c]
+    c = MILLI
+    while c > 0 and best[c] > _EPS:
+        took = next((s for s, u in zip(sizes, prices) if s <= c and abs(best[c - s] + u - best[c]) <= _EPS), 0)
+        if took:
+            out.append(took)
+            c -= took
         else:
-            c -= 1
+            c -= 1  # best[c] = best[c - 1]: one milli left unused
     return tuple(sorted(out))
 
 
@@ -88,17 +90,17 @@ def size_prices(mix: Mapping[int, float]) -> dict[int, float]:
         if lp.Solve() != pywraplp.Solver.OPTIMAL:
             raise RuntimeError("GLOP did not solve the sharing-pod packing LP")
         prices = tuple(max(0.0, r.dual_value()) for r in rows)
-        best, last = _knapsack(sizes, prices)
+        best = _knapsack(sizes, prices)
         if best[MILLI] <= 1.0 + 1e-7:
             break
-        patterns.append(_pattern(last, MILLI))
+        patterns.append(_best_fill(best, sizes, prices))
     return dict(zip(sizes, prices))
 
 
 @lru_cache(maxsize=16)
 def _hole_values(mix: tuple[tuple[int, float], ...]) -> np.ndarray:
     prices = size_prices(dict(mix))
-    best, _ = _knapsack(tuple(prices), tuple(prices.values()))
+    best = _knapsack(tuple(prices), tuple(prices.values()))
     best.setflags(write=False)
     return best
 

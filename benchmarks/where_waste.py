@@ -1,0 +1,105 @@
+"""Where the unallocated GPUs are at one arrived level: which GPU contents leave the holes.
+
+    .venv/bin/python benchmarks/where_waste.py [--trace default] [--seed 42] [--level 100]
+        [--policy ome,ome:fgd,fgd] [--top 12]
+
+`ome:fgd` is `ome` with FGD's hole table (share_table="fgd"). For each policy, prints JSON:
+unallocated GPU %, whole GPUs left free, the holes on GPUs that sharing pods hold (in GPUs),
+the GPU contents (sizes of the sharing pods on one GPU) that leave the most hole, and the
+GPUs the same sharing pods take when packed offline, first-fit decreasing, for comparison.
+Needs OME_TRACE_DIR (the openb trace).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from collections import Counter, defaultdict
+from pathlib import Path
+
+import numpy as np
+
+from ome.domain import MILLI
+from ome.simulations._run import Scenario, Task, load_scenario, sequence_for
+from ome.solver import Bind, ClusterArrays, Policy, TargetWorkload, make_policy, place_one
+from ome.solver.plugins._ome import OmePolicy
+
+
+def build(name: str, target: TargetWorkload, seed: int) -> Policy:
+    if name.startswith("ome:"):
+        return OmePolicy(target, share_table=name.split(":", 1)[1])
+    return make_policy(name, seed=seed, target=target)
+
+
+def first_fit_decreasing(sizes: list[int]) -> int:
+    """GPUs first-fit decreasing packs `sizes` (milli) into."""
+    free: list[int] = []
+    for s in sorted(sizes, reverse=True):
+        for i, f in enumerate(free):
+            if f >= s:
+                free[i] -= s
+                break
+        else:
+            free.append(MILLI - s)
+    return len(free)
+
+
+def analyse(trace: Path, policy_name: str, seed: int, level: float, top: int) -> dict[str, object]:
+    task = Task(Scenario(str(trace), None), policy_name, seed)
+    nodes, sequence = sequence_for(task)
+    target = TargetWorkload.from_pods(load_scenario(task.scenario)[1])
+    cluster, policy = ClusterArrays(nodes), build(policy_name, target, seed)
+    rng = np.random.default_rng(seed)
+    capacity, arrived = cluster.gpu_capacity_milli, 0
+    contents: dict[tuple[int, int], list[int]] = defaultdict(list)
+    for pod in sequence:
+        arrived += pod.gpu_demand_milli
+        decision = place_one(cluster, pod, policy, rng, tie_break="first")
+        if isinstance(decision, Bind):
+            cluster.allocate(pod, decision.node, decision.gpus)
+            policy.observe(cluster, pod, decision.node, decision.gpus)
+            if pod.is_sharing:
+                contents[(decision.node, decision.gpus[0])].append(pod.gpu_milli)
+        if arrived * 100 >= level * capacity:
+            break
+    holes: Counter[tuple[int, ...]] = Counter()
+    count: Counter[tuple[int, ...]] = Counter()
+    for sizes in contents.values():
+        key = tuple(sorted(sizes, reverse=True))
+        holes[key] += MILLI - sum(sizes)
+        count[key] += 1
+    placed = [s for sizes in contents.values() for s in sizes]
+    return {
+        "policy": policy_name,
+        "unallocated_pct": round(100 - 100 * cluster.allocated_gpu_milli() / capacity, 3),
+        "whole_free_gpus": int((cluster.gpu_free[cluster.gpu_cap > 0] == MILLI).sum()),
+        "sharing_gpus": len(contents),
+        "sharing_holes_gpus": round(sum(holes.values()) / MILLI, 2),
+        "sharing_gpus_first_fit_decreasing": first_fit_decreasing(placed),
+        "sharing_pods_placed": len(placed),
+        "top_contents": [
+            {"sizes": list(k), "gpus": count[k], "holes_gpus": round(v / MILLI, 2)} for k, v in holes.most_common(top)
+        ],
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--trace", default="default")
+    ap.add_argument("--seed", type=int, default=42)
+    ap.add_argument("--level", type=float, default=100.0)
+    ap.add_argument("--policy", default="ome,ome:fgd,fgd")
+    ap.add_argument("--top", type=int, default=12)
+    args = ap.parse_args()
+    trace_dir = Path(os.environ.get("OME_TRACE_DIR", "../shared/data/alibaba-gpu-2023"))
+    trace = trace_dir / f"openb_pod_list_{args.trace}.csv"
+    if not trace.is_file():
+        raise SystemExit(f"where_waste: {trace} not found (set OME_TRACE_DIR to the openb trace folder)")
+    out = {"trace": args.trace, "seed": args.seed, "level": args.level,
+           "policies": [analyse(trace, p, args.seed, args.level, args.top) for p in args.policy.split(",")]}
+    print(json.dumps(out, indent=1))
+
+
+if __name__ == "__main__":
+    main()
