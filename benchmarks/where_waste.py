@@ -6,7 +6,8 @@
 `ome:fgd` is `ome` with FGD's hole table (share_table="fgd"). For each policy, prints JSON:
 unallocated GPU %, whole GPUs left free, the holes on GPUs that sharing pods hold (in GPUs),
 the GPU contents (sizes of the sharing pods on one GPU) that leave the most hole, and the
-GPUs the same sharing pods take when packed offline, first-fit decreasing, for comparison.
+GPUs the same sharing pods take when packed offline, first-fit decreasing, and the fewest
+any packing of them can take (the LP bound), for comparison.
 Needs OME_TRACE_DIR (the openb trace).
 """
 
@@ -23,6 +24,7 @@ import numpy as np
 from ome.domain import MILLI
 from ome.simulations._run import Scenario, Task, load_scenario, sequence_for
 from ome.solver import Bind, ClusterArrays, Policy, TargetWorkload, make_policy, place_one
+from ome.solver.plugins._hole_prices import size_prices
 from ome.solver.plugins._ome import OmePolicy
 
 
@@ -43,6 +45,13 @@ def first_fit_decreasing(sizes: list[int]) -> int:
         else:
             free.append(MILLI - s)
     return len(free)
+
+
+def lp_bound(sizes: list[int]) -> float:
+    """The fewest GPUs any packing of `sizes` can take, fractionally: the LP's value, sum of count x price."""
+    counts = Counter(sizes)
+    prices = size_prices({s: float(n) for s, n in counts.items()})
+    return sum(n * prices[s] for s, n in counts.items())
 
 
 def analyse(trace: Path, policy_name: str, seed: int, level: float, top: int) -> dict[str, object]:
@@ -77,6 +86,7 @@ def analyse(trace: Path, policy_name: str, seed: int, level: float, top: int) ->
         "sharing_gpus": len(contents),
         "sharing_holes_gpus": round(sum(holes.values()) / MILLI, 2),
         "sharing_gpus_first_fit_decreasing": first_fit_decreasing(placed),
+        "sharing_gpus_lp_bound": round(lp_bound(placed), 1),
         "sharing_pods_placed": len(placed),
         "top_contents": [
             {"sizes": list(k), "gpus": count[k], "holes_gpus": round(v / MILLI, 2)} for k, v in holes.most_common(top)

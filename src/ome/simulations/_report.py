@@ -64,15 +64,19 @@ def write_json(data: Mapping[str, Any], path: Path) -> None:
 
 
 def plot(by_policy: Mapping[str, list[ReplayResult]], path: Path, title: str) -> None:
-    """Unallocated GPU % against arrived workload 75..130 %: median line and min-max band."""
+    """Unallocated GPU % against arrived workload: median line and min-max band per policy, and the
+    optimum's proven bound (dotted) where a setting reports one. Left 75..130 % (the paper's
+    Figure 9(a)), right the same from 95 % with the y axis fitted, where the policies part."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig, (full, zoom) = plt.subplots(1, 2, figsize=(11, 4.5), gridspec_kw={"width_ratios": [3, 2]})
     xs = list(range(75, 131))
-    ax.plot(xs, [max(0.0, 100.0 - x) for x in xs], "k--", lw=1, label="ideal (100 - x)")
+    top = 0.0
+    for ax in (full, zoom):
+        ax.plot(xs, [max(0.0, 100.0 - x) for x in xs], "k--", lw=1, label="ideal (100 - x)")
     for name, runs in by_policy.items():
         px = [x for x in xs if all(x in r.curve for r in runs)]
         if not px:
@@ -80,15 +84,25 @@ def plot(by_policy: Mapping[str, list[ReplayResult]], path: Path, title: str) ->
         med = [statistics.median(r.curve[x] for r in runs) for x in px]
         lo = [min(r.curve[x] for r in runs) for x in px]
         hi = [max(r.curve[x] for r in runs) for x in px]
-        (line,) = ax.plot(px, med, lw=1.8, label=name)
-        ax.fill_between(px, lo, hi, color=line.get_color(), alpha=0.2)
-    ax.set_xlabel("arrived workload (% of GPU capacity)")
-    ax.set_ylabel("unallocated GPU (%)")
-    ax.set_title(title)
-    ax.set_ylim(0, 30)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+        top = max([top, *(m for x, m in zip(px, hi) if x >= 100)])
+        bx = [x for x in px if all(f"bound_{x}" in r.extra for r in runs)]
+        for ax in (full, zoom):
+            (line,) = ax.plot(px, med, lw=1.8, label=name)
+            ax.fill_between(px, lo, hi, color=line.get_color(), alpha=0.2)
+            if bx:
+                bounds = [statistics.median(r.extra[f"bound_{x}"] for r in runs) for x in bx]
+                ax.plot(bx, bounds, ":", color=line.get_color(), lw=1.5, label=f"{name}: proven bound")
+    full.set_ylim(0, 30)
+    full.set_title(title)
+    zoom.set_xlim(95, 130)
+    zoom.set_ylim(0, max(5.0, 1.15 * top))
+    zoom.set_title("from 95 % arrived")
+    for ax in (full, zoom):
+        ax.set_xlabel("arrived workload (% of GPU capacity)")
+        ax.grid(alpha=0.3)
+    full.set_ylabel("unallocated GPU (%)")
+    full.legend(fontsize=8)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=110)
     plt.close(fig)
