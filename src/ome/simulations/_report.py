@@ -87,7 +87,8 @@ def plot(by_policy: Mapping[str, list[ReplayResult]], path: Path, title: str) ->
         top = max([top, *(m for x, m in zip(px, hi) if x >= 100)])
         bx = [x for x in px if all(f"bound_{x}" in r.extra for r in runs)]
         for ax in (full, zoom):
-            (line,) = ax.plot(px, med, lw=1.8, label=name)
+            # A setting solved at the reported levels only (the optimum) gets markers there.
+            (line,) = ax.plot(px, med, lw=1.8, label=name, marker="o" if len(px) < 20 else None, ms=3)
             ax.fill_between(px, lo, hi, color=line.get_color(), alpha=0.2)
             if bx:
                 bounds = [statistics.median(r.extra[f"bound_{x}"] for r in runs) for x in bx]
