@@ -2,6 +2,8 @@
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ome.solver import ClusterArrays, Shape, TargetWorkload
 from ome.solver.plugins._hole_prices import hole_values, sharing_mix, size_prices
@@ -60,3 +62,20 @@ def test_a_320_goes_beside_a_470_only_with_fgds_table(table: str, best: int) -> 
 def test_unknown_table_is_refused() -> None:
     with pytest.raises(ValueError, match="share_table"):
         OmePolicy(TARGET, share_table="sos")
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.dictionaries(st.integers(20, 990), st.integers(1, 50), min_size=1, max_size=8))
+def test_prices_are_an_optimal_dual_for_any_mix(counts: dict[int, int]) -> None:
+    mix = {s: float(n) for s, n in counts.items()}
+    prices = size_prices(mix)
+    k = hole_values(TargetWorkload(tuple(Shape(1000, s, 1) for s in mix), tuple(n / sum(mix.values()) for n in mix.values())))
+    # Dual feasible: no GPU's contents are worth more than one GPU, and some are worth exactly one.
+    assert k[1000] == pytest.approx(1.0, abs=1e-6)
+    assert (np.diff(k) >= -1e-9).all() and k[0] == 0
+    assert all(u >= 0 for u in prices.values())
+    # The LP value (sum of count x price) is the fewest GPUs a fractional packing takes: at least
+    # the volume, at most packing each size on GPUs of its own.
+    value = sum(n * prices[s] for s, n in mix.items())
+    assert value >= sum(n * s for s, n in mix.items()) / 1000 - 1e-6
+    assert value <= sum(n / (1000 // s) for s, n in mix.items()) + 1e-6
