@@ -79,3 +79,41 @@ def test_prices_are_an_optimal_dual_for_any_mix(counts: dict[int, int]) -> None:
     value = sum(n * prices[s] for s, n in mix.items())
     assert value >= sum(n * s for s, n in mix.items()) / 1000 - 1e-6
     assert value <= sum(n / (1000 // s) for s, n in mix.items()) + 1e-6
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.dictionaries(st.integers(20, 990), st.integers(1, 50), min_size=1, max_size=10))
+def test_prices_match_glops_optimum(counts: dict[int, int]) -> None:
+    # The prices come from a small hand-written simplex (to keep LP libraries out of the
+    # extender); the LP's optimal value must equal GLOP's on the patterns the prices imply.
+    from ortools.linear_solver import pywraplp
+
+    mix = {s: float(n) for s, n in counts.items()}
+    prices = size_prices(mix)
+    sizes = sorted(mix)
+    patterns = [[s] * (1000 // s) for s in sizes]
+    for _ in range(200):  # column generation with GLOP, as a reference
+        lp = pywraplp.Solver.CreateSolver("GLOP")
+        use = [lp.NumVar(0.0, lp.infinity(), "") for _ in patterns]
+        rows = [lp.Add(sum(u * p.count(s) for u, p in zip(use, patterns)) >= mix[s]) for s in sizes]
+        lp.Minimize(sum(use))
+        assert lp.Solve() == pywraplp.Solver.OPTIMAL
+        duals = [max(0.0, r.dual_value()) for r in rows]
+        best, fill = _best_pattern(sizes, duals)
+        if best <= 1 + 1e-7:
+            break
+        patterns.append(fill)
+    glop_value = lp.Objective().Value()
+    assert sum(mix[s] * prices[s] for s in sizes) == pytest.approx(glop_value, rel=1e-6)
+
+
+def _best_pattern(sizes: list[int], values: list[float]) -> tuple[float, list[int]]:
+    """The most valuable multiset of sizes fitting 1000 (a plain knapsack, for the reference)."""
+    best = [(0.0, [])] * 1001
+    for c in range(1, 1001):
+        best[c] = best[c - 1]
+        for s, v in zip(sizes, values):
+            if s <= c and best[c - s][0] + v > best[c][0] + 1e-12:
+                best[c] = (best[c - s][0] + v, best[c - s][1] + [s])
+    return best[1000]
+

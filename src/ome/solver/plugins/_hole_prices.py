@@ -9,7 +9,14 @@ The LP relaxation of packing the workload's mix into the fewest GPUs,
 over patterns p (multisets of sizes that fit one GPU), has a dual price u_s per size: the
 share of a GPU a pod of size s is worth when the mix is packed as well as it can be. No
 pattern is worth more than one GPU at those prices, and the patterns the LP uses are worth
-exactly one. Solved by column generation with GLOP, pricing patterns by a knapsack.
+exactly one. We solve the dual directly, adding the pattern a knapsack finds most valuable
+while one is worth more than a GPU.
+
+The LP is small (a dozen sizes, a few dozen patterns), and the extender builds it in its own
+process, so it is solved here by a plain tableau simplex rather than an LP library: loading
+OR-Tools or SciPy into the extender measurably slowed every verb (about 0.15 ms on the
+filter's p50, bind included). tests/solver/test_hole_prices.py checks the prices against
+GLOP's.
 
 The hole value K(x) is the most a hole of x milli can still collect at those prices (an
 unbounded knapsack). Putting a pod of size s into a hole of c milli leaves c - s, so it gives
@@ -32,7 +39,8 @@ from ome.domain import MILLI
 from .._fragmentation import TargetWorkload
 
 _EPS = 1e-9
-MAX_ROUNDS = 200  # column generation converges in about a dozen on the openb traces
+MAX_ROUNDS = 200  # row generation converges in about a dozen rounds on the openb traces
+MAX_PIVOTS = 10_000
 
 
 def sharing_mix(target: TargetWorkload) -> dict[int, float]:
@@ -70,37 +78,68 @@ def _best_fill(best: np.ndarray, sizes: tuple[int, ...], prices: tuple[float, ..
     return tuple(sorted(out))
 
 
-def size_prices(mix: Mapping[int, float]) -> dict[int, float]:
-    """u_s: the LP dual price of each size (in GPUs) for packing `mix` into the fewest GPUs."""
-    from ortools.linear_solver import pywraplp  # type: ignore[import-untyped]  # heavy; only here
+def _max_packing_lp(values: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """argmax values . u subject to rows @ u <= 1, u >= 0 (bounded: every size has a row of its own).
 
+    Tableau simplex from the slack basis (feasible as the right-hand side is 1), Bland's rule
+    against cycling. A handful of variables (the sizes) and at most a few hundred rows."""
+    m, n = rows.shape
+    tab = np.zeros((m + 1, n + m + 1))
+    tab[:m, :n], tab[:m, n:n + m], tab[:m, -1] = rows, np.eye(m), 1.0
+    tab[m, :n] = -values
+    basis = list(range(n, n + m))
+    for _ in range(MAX_PIVOTS):
+        entering = np.flatnonzero(tab[m, :-1] < -_EPS)
+        if not entering.size:
+            break
+        j = int(entering[0])
+        col = tab[:m, j]
+        ok = col > _EPS
+        ratio = np.full(m, np.inf)
+        ratio[ok] = tab[:m, -1][ok] / col[ok]
+        ties = np.flatnonzero(ratio <= ratio.min() + _EPS)
+        i = int(min(ties, key=lambda r: basis[r]))
+        tab[i] /= tab[i, j]
+        pivot_row = tab[i].copy()
+        tab -= np.outer(tab[:, j], pivot_row)
+        tab[i] = pivot_row
+        basis[i] = j
+    else:
+        raise RuntimeError("the sharing-size price LP did not converge")
+    u = np.zeros(n + m)
+    u[basis] = tab[:m, -1]
+    return np.maximum(u[:n], 0.0)
+
+
+def size_prices(mix: Mapping[int, float]) -> dict[int, float]:
+    """u_s: the LP dual price of each size (in GPUs) for packing `mix` into the fewest GPUs.
+
+    Solves the dual, max sum_s d_s u_s subject to sum_s a_sp u_s <= 1 for every pattern p,
+    adding the knapsack's best pattern while one is worth more than a GPU."""
     sizes = tuple(sorted(s for s, d in mix.items() if d > 0))
     if not sizes:
         return {}
     if sizes[0] <= 0 or sizes[-1] >= MILLI:
         raise ValueError(f"sharing sizes must be in 1..{MILLI - 1} milli, got {sizes}")
-    demand = {s: mix[s] * 10_000 / sum(mix[t] for t in sizes) for s in sizes}  # per 10,000 pods: well scaled
-    patterns = [(s,) * (MILLI // s) for s in sizes]
+    total = sum(mix[s] for s in sizes)
+    demand = np.array([mix[s] / total for s in sizes])
+    patterns = [np.eye(len(sizes))[k] * (MILLI // s) for k, s in enumerate(sizes)]
     prices: tuple[float, ...] = ()
     for _ in range(MAX_ROUNDS):
-        lp = pywraplp.Solver.CreateSolver("GLOP")
-        use = [lp.NumVar(0.0, lp.infinity(), f"p{j}") for j in range(len(patterns))]
-        rows = [lp.Add(sum(use[j] * p.count(s) for j, p in enumerate(patterns) if s in p) >= demand[s]) for s in sizes]
-        lp.Minimize(sum(use))
-        if lp.Solve() != pywraplp.Solver.OPTIMAL:
-            raise RuntimeError("GLOP did not solve the sharing-pod packing LP")
-        prices = tuple(max(0.0, r.dual_value()) for r in rows)
+        prices = tuple(float(u) for u in _max_packing_lp(demand, np.array(patterns)))
         best = _knapsack(sizes, prices)
         if best[MILLI] <= 1.0 + 1e-7:
             break
-        patterns.append(_best_fill(best, sizes, prices))
+        fill = _best_fill(best, sizes, prices)
+        patterns.append(np.array([fill.count(s) for s in sizes], np.float64))
     return dict(zip(sizes, prices))
 
 
 @lru_cache(maxsize=16)
 def _hole_values(mix: tuple[tuple[int, float], ...]) -> np.ndarray:
     prices = size_prices(dict(mix))
-    best = _knapsack(tuple(prices), tuple(prices.values()))
+    # Rounded so that the table, and the ties it breaks, do not depend on summation order.
+    best = np.round(_knapsack(tuple(prices), tuple(prices.values())), 9)
     best.setflags(write=False)
     return best
 
