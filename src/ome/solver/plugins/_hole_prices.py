@@ -14,9 +14,9 @@ while one is worth more than a GPU.
 
 The LP is small (a dozen sizes, a few dozen patterns), and the extender builds it in its own
 process, so it is solved here by a plain tableau simplex rather than an LP library: loading
-OR-Tools or SciPy into the extender measurably slowed every verb (about 0.15 ms on the
-filter's p50, bind included). tests/solver/test_hole_prices.py checks the prices against
-GLOP's.
+OR-Tools into the extender measurably slowed every verb (about 0.15 ms on the filter's p50,
+bind included; SciPy looked similar). tests/solver/test_hole_prices.py checks the prices
+against GLOP's.
 
 The hole value K(x) is the most a hole of x milli can still collect at those prices (an
 unbounded knapsack). Putting a pod of size s into a hole of c milli leaves c - s, so it gives
