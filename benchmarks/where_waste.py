@@ -19,11 +19,11 @@ import os
 from collections import Counter, defaultdict
 from pathlib import Path
 
-import numpy as np
-
 from ome.domain import MILLI
+from ome.simulations._offline import level_prefixes
+from ome.simulations._replay import replay
 from ome.simulations._run import Scenario, Task, load_scenario, sequence_for
-from ome.solver import Bind, ClusterArrays, Policy, TargetWorkload, make_policy, place_one
+from ome.solver import ClusterArrays, Policy, TargetWorkload, make_policy
 from ome.solver.plugins._hole_prices import size_prices
 from ome.solver.plugins._ome import OmePolicy
 
@@ -54,24 +54,20 @@ def lp_bound(sizes: list[int]) -> float:
     return sum(n * prices[s] for s, n in counts.items())
 
 
-def analyse(trace: Path, policy_name: str, seed: int, level: float, top: int) -> dict[str, object]:
+def analyse(trace: Path, policy_name: str, seed: int, level: int, top: int) -> dict[str, object]:
     task = Task(Scenario(str(trace), None), policy_name, seed)
     nodes, sequence = sequence_for(task)
     target = TargetWorkload.from_pods(load_scenario(task.scenario)[1])
-    cluster, policy = ClusterArrays(nodes), build(policy_name, target, seed)
-    rng = np.random.default_rng(seed)
-    capacity, arrived = cluster.gpu_capacity_milli, 0
-    contents: dict[tuple[int, int], list[int]] = defaultdict(list)
-    for pod in sequence:
-        arrived += pod.gpu_demand_milli
-        decision = place_one(cluster, pod, policy, rng, tie_break="first")
-        if isinstance(decision, Bind):
-            cluster.allocate(pod, decision.node, decision.gpus)
-            policy.observe(cluster, pod, decision.node, decision.gpus)
-            if pod.is_sharing:
-                contents[(decision.node, decision.gpus[0])].append(pod.gpu_milli)
-        if arrived * 100 >= level * capacity:
-            break
+    cluster = ClusterArrays(nodes)
+    capacity = cluster.gpu_capacity_milli
+    prefix = sequence[: level_prefixes(sequence, capacity, [level])[level]]
+    # The replay `ome simulate` runs, stopped where the level is reached, keeping where each pod went.
+    result = replay(cluster, prefix, build(policy_name, target, seed), seed=seed, target=target, keep_placements=True)
+    by_name = {pod.name: pod for pod in prefix}
+    contents: dict[tuple[str, int], list[int]] = defaultdict(list)
+    for name, node, gpus in result.placements:
+        if by_name[name].is_sharing:
+            contents[(node, gpus[0])].append(by_name[name].gpu_milli)
     holes: Counter[tuple[int, ...]] = Counter()
     count: Counter[tuple[int, ...]] = Counter()
     for sizes in contents.values():
@@ -98,7 +94,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--trace", default="default")
     ap.add_argument("--seed", type=int, default=42)
-    ap.add_argument("--level", type=float, default=100.0)
+    ap.add_argument("--level", type=int, default=100)
     ap.add_argument("--policy", default="ome,ome:fgd,fgd")
     ap.add_argument("--top", type=int, default=12)
     args = ap.parse_args()

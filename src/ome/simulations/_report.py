@@ -86,12 +86,12 @@ def plot(by_policy: Mapping[str, list[ReplayResult]], path: Path, title: str) ->
         hi = [max(r.curve[x] for r in runs) for x in px]
         top = max([top, *(m for x, m in zip(px, hi) if x >= 100)])
         bx = [x for x in px if all(f"bound_{x}" in r.extra for r in runs)]
+        bounds = [statistics.median(r.extra[f"bound_{x}"] for r in runs) for x in bx]
         for ax in (full, zoom):
             # A setting solved at the reported levels only (the optimum) gets markers there.
             (line,) = ax.plot(px, med, lw=1.8, label=name, marker="o" if len(px) < 20 else None, ms=3)
             ax.fill_between(px, lo, hi, color=line.get_color(), alpha=0.2)
             if bx:
-                bounds = [statistics.median(r.extra[f"bound_{x}"] for r in runs) for x in bx]
                 ax.plot(bx, bounds, ":", color=line.get_color(), lw=1.5, label=f"{name}: proven bound")
     full.set_ylim(0, 30)
     full.set_title(title)

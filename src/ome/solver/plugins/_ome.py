@@ -103,7 +103,7 @@ class OmePolicy:
         self._hosts = np.zeros(len(self._big), np.int64)
         self._hosting = np.zeros(0, np.bool_)
         # Per-GPU cost of a hole of x free milli, in milli: only its growth is used.
-        self._gpu_waste = gpu_waste_table(target) if share_table == "fgd" else -MILLI * hole_values(target)
+        self._hole_cost = gpu_waste_table(target) if share_table == "fgd" else -MILLI * hole_values(target)
 
     # --- keys ---------------------------------------------------------------------------
     def _stranded(self, cpu: np.ndarray, mem: np.ndarray, gpu_free_milli: np.ndarray) -> np.ndarray:
@@ -235,7 +235,7 @@ class OmePolicy:
     def _share_delta(self, free: np.ndarray, milli: int) -> tuple[np.ndarray, np.ndarray]:
         """Growth of the per-GPU hole cost when `milli` goes on each GPU (inf where it does not fit)."""
         fits = free >= milli
-        table = self._gpu_waste
+        table = self._hole_cost
         after = table[np.clip(free - milli, 0, MILLI)]
         delta = np.where(fits, after - table[np.clip(free, 0, MILLI)], np.inf)
         return delta, fits
