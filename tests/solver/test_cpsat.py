@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from ome.domain import MILLI, Assignment, ClusterState, Node, PodRequest
 from ome.solver.cpsat import OPTIMAL, SolverSettings, repack, solve_optimum, verify
 from ome.solver.cpsat._bound import aggregate_bound_lp, dual_feasible_functions
-from ome.solver.cpsat._shapes import group_pods, node_types
+from ome.solver.cpsat._shapes import group_pods, node_types, shape_of
 
 FAST = SolverSettings(max_time_in_seconds=2.0, num_workers=1, random_seed=1)
 
@@ -31,14 +31,18 @@ def pod(name: str, cpu: int = 1_000, mem: int = 1_000, gpus: int = 1, milli: int
 
 # --- brute force ------------------------------------------------------------------------
 
-def brute_force(nodes: Sequence[Node], pods: Sequence[PodRequest]) -> int:
-    """Most GPU milli over every way to place or skip each pod (every node, every GPU set)."""
-    best = 0
+def brute_force(nodes: Sequence[Node], pods: Sequence[PodRequest], keep: Sequence[bool] | None = None) -> int:
+    """Most GPU milli over every way to place or skip each pod (every node, every GPU set);
+    pods marked in `keep` may not be skipped (-1 when they cannot all be placed)."""
+    best = -1
+    keep = keep or [False] * len(pods)
 
     def go(i: int, state: ClusterState, milli: int) -> None:
         nonlocal best
-        best = max(best, milli)
-        if i == len(pods) or milli + sum(p.gpu_demand_milli for p in pods[i:]) <= best:
+        if i == len(pods):
+            best = max(best, milli)
+            return
+        if milli + sum(p.gpu_demand_milli for p in pods[i:]) <= best:
             return
         p = pods[i]
         for n in range(len(nodes)):
@@ -49,7 +53,8 @@ def brute_force(nodes: Sequence[Node], pods: Sequence[PodRequest]) -> int:
                 a = state.allocate(p, n, gpus)
                 go(i + 1, state, milli + p.gpu_demand_milli)
                 state.release(a)
-        go(i + 1, state, milli)
+        if not keep[i]:
+            go(i + 1, state, milli)
 
     go(0, ClusterState(nodes), 0)
     return best
@@ -148,6 +153,63 @@ def test_optimum_matches_brute_force_and_bound_is_sound(instance: tuple[list[Nod
     assert verify(nodes, result.assignments) == result.allocated_milli
     assert result.allocated_milli == exact
     assert result.bound_milli >= exact
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(tiny_instances(), st.data())
+def test_lagrangian_bound_holds_for_any_duals_and_kept_pods(
+    instance: tuple[list[Node], list[PodRequest]], data: st.DataObject
+) -> None:
+    # Any duals (>= 0; < 0 allowed on rows with a minimum) bound the best packing, with or
+    # without pods that must stay placed, however little time the pricing gets.
+    from ome.solver.cpsat._columns import ColumnGeneration
+
+    nodes, pods = instance
+    gpu_pods = [p for p in pods if p.num_gpu]
+    keep = [data.draw(st.booleans()) for _ in gpu_pods]
+    exact = brute_force(nodes, gpu_pods, keep)
+    if exact < 0:
+        return  # the kept pods cannot all be placed
+    shapes = {s: len(v) for s, v in group_pods(gpu_pods).items()}
+    minimum = {s: sum(k for p, k in zip(gpu_pods, keep) if shape_of(p) == s) for s in shapes}
+    cg = ColumnGeneration(node_types(nodes), shapes, FAST, minimum=minimum)
+    cg.generate(0.2)
+    seconds = data.draw(st.sampled_from([0.0, 0.05, 0.5]))
+    at_lp = cg.lagrangian_bound(seconds)
+    # Without seed columns the restricted master can be infeasible (a kept shape in no column): no duals.
+    assert at_lp is None if cg.last_pi is None else at_lp >= exact
+    pi = [data.draw(st.floats(-2_000 if lo else 0, 2_000)) for lo in cg.minimum]
+    assert cg.lagrangian_bound(seconds, pi) >= exact
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.dictionaries(st.sampled_from([(1, 160), (1, 470), (1, 810), (1, 1000), (2, 1000)]),
+                       st.integers(-50, 400), min_size=1))
+def test_per_gpu_bound_is_never_below_the_exact_pricing(values: dict[tuple[int, int], int]) -> None:
+    from ome.solver.cpsat._columns import _per_gpu_bound, exact_pattern
+
+    n = node("g", gpus=2, cpu=8_000)
+    scaled = {shape_of(pod(f"p{g}-{m}", cpu=3_000, gpus=g, milli=m)): v for (g, m), v in values.items()}
+    _, ub, optimal = exact_pattern(n, scaled, {s: 4 for s in scaled}, FAST, 2.0)
+    assert optimal
+    assert _per_gpu_bound(n, scaled) >= ub
+
+
+def test_lagrangian_bound_needs_duals_and_sign_rules() -> None:
+    from ome.solver.cpsat._columns import ColumnGeneration
+
+    nodes, pods = [node("a")], [pod("p", milli=500), pod("q")]
+    cg = ColumnGeneration(node_types(nodes), {s: len(v) for s, v in group_pods(pods).items()}, FAST)
+    assert cg.lagrangian_bound(1.0) is None  # no LP solved yet
+    with pytest.raises(ValueError):
+        cg.lagrangian_bound(1.0, [-1.0, 0.0])  # a negative dual on a row without a minimum
+    # Three 500s, one kept, on one GPU: two fit (1000). A negative dual is weighed against the
+    # one pod that must be placed, not the three available: 1000 + 300 (1000 - 300 would be unsound).
+    nodes, pods = [node("a", gpus=1)], [pod(f"h{i}", milli=500) for i in range(3)]
+    (shape,) = group_pods(pods)
+    cg = ColumnGeneration(node_types(nodes), {shape: 3}, FAST, minimum={shape: 1})
+    assert brute_force(nodes, pods, [True, False, False]) == 1000
+    assert cg.lagrangian_bound(1.0, [-300.0]) == pytest.approx(1300.0, abs=1.0)
 
 
 @settings(max_examples=40, deadline=None)

@@ -18,8 +18,12 @@ plain column generation; a round that finds nothing at the smoothed duals is rep
 the LP duals before the loop may stop.
 
 Bound. The LP value is a bound on the true optimum only when no pattern of any type has a
-positive reduced cost, proven by CP-SAT (``converged``). Otherwise the caller keeps its
-other bound.
+positive reduced cost, proven by CP-SAT (``converged``). Without that proof the duals still
+give one (``lagrangian_bound``): for any pi (>= 0 on rows without a minimum), setting mu_t
+to the best reduced cost of type t, found by CP-SAT pricing, makes (pi, mu) feasible for the
+master's dual, so sum_s pi_s d_s (lo_s where pi_s < 0) + sum_t n_t mu_t bounds every
+packing. At the LP duals it is the LP value plus what the columns still miss, which near
+the end of the generation is little.
 """
 
 from __future__ import annotations
@@ -151,12 +155,26 @@ def exact_pattern(
         hint_layout(model, nv, sorted_layout([(s, g) for s, g in hint if s in nv.n], node.gpu_count))
     solver = settings.solver(seconds)
     status = solver.solve(model)
+    proven = solver.best_objective_bound
+    # Every pod of positive value on the node bounds any packing when CP-SAT reports no finite bound.
+    ub = int(math.floor(proven + 1e-6)) if math.isfinite(proven) else sum(values[s] * k for s, k in ubs.items())
     if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
-        return None, int(math.floor(solver.best_objective_bound + 1e-6)), False
+        return None, ub, False
     layout = tuple(decode_layout(solver, nv))
     if status == cp_model.OPTIMAL:
         return layout, int(solver.objective_value + 0.5), True
-    return layout, int(math.floor(solver.best_objective_bound + 1e-6)), False
+    return layout, ub, False
+
+
+def _per_gpu_bound(node: Node, values: Mapping[PodShape, int]) -> int:
+    """A quick upper bound on exact_pattern's value: CPU and memory ignored, every GPU filled
+    on its own by an unbounded knapsack (a k-GPU pod counted as k items of value/k)."""
+    items = [(s.gpu_milli if s.num_gpu == 1 else MILLI, v / s.num_gpu)
+             for s, v in values.items() if v > 0 and s.num_gpu and fits_type(s, node)]
+    best = [0.0] * (MILLI + 1)
+    for c in range(1, MILLI + 1):
+        best[c] = max([best[c - 1]] + [best[c - w] + v for w, v in items if w <= c])
+    return math.ceil(node.gpu_count * best[MILLI] - 1e-9)
 
 
 # --- the column generation --------------------------------------------------------------
@@ -199,6 +217,7 @@ class ColumnGeneration:
         self._seen: set[tuple[int, tuple[int, ...]]] = set()
         self._key_index: dict[tuple[int, tuple[int, ...]], int] = {}
         self._lp_solved = False  # the LP's solution matches the columns (floor_counts may read it)
+        self.last_pi: list[float] | None = None  # duals of the last solved LP (for lagrangian_bound)
         self.lp = pywraplp.Solver.CreateSolver("GLOP")
         self.rows = [self.lp.RowConstraint(lo, d, f"d{i}") for i, (lo, d) in enumerate(zip(self.minimum, self.demand))]
         self.node_rows = [self.lp.Add(self.lp.Sum([]) <= t.count, f"n{ti}") for ti, t in enumerate(self.types)]
@@ -250,6 +269,7 @@ class ColumnGeneration:
         # A row with a lower bound may have a negative dual (the pod must be placed).
         pi = [r.dual_value() if lo > 0 else max(0.0, r.dual_value()) for r, lo in zip(self.rows, self.minimum)]
         mu = [max(0.0, r.dual_value()) for r in self.node_rows]
+        self.last_pi = pi
         return self.lp.Objective().Value(), pi, mu
 
     def _avail(self, ti: int) -> list[int]:
@@ -310,9 +330,41 @@ class ColumnGeneration:
                 proven = False
         return added, proven
 
+    def lagrangian_bound(self, seconds: float, pi: Sequence[float] | None = None) -> float | None:
+        """An upper bound on the GPU milli of any packing these rows allow, from duals `pi`
+        (default: the last LP's), or None without duals.
+
+        Each type is priced exactly by CP-SAT, biggest first, with time in proportion to its
+        GPUs (a type's looseness counts once per node); a pricing stopped by the clock
+        contributes its proven upper bound, so the result is sound whatever the time, only
+        looser."""
+        if not self.shapes:
+            return 0.0
+        pi = self.last_pi if pi is None else pi
+        if pi is None:
+            return None
+        if any(p < 0 and lo == 0 for p, lo in zip(pi, self.minimum)):
+            raise ValueError("a negative dual needs a row with a minimum")
+        pis = [math.ceil(p * DUAL_SCALE - 1e-7) for p in pi]
+        scaled = {s: self.value[i] * DUAL_SCALE - pis[i] for i, s in enumerate(self.shapes)}
+        total = sum(p * (d if p > 0 else lo) for p, d, lo in zip(pi, self.demand, self.minimum))
+        end = time.perf_counter() + seconds
+        weight = [t.count * max(t.gpu_count, 1) for t in self.types]
+        order = sorted(range(len(self.types)), key=lambda t: -weight[t])
+        for k, ti in enumerate(order):
+            rest = sum(weight[t] for t in order[k:])
+            share = max(0.02, (end - time.perf_counter()) * weight[ti] / rest)
+            avail = {self.shapes[i]: self.demand[i] for i in self.fits[ti]}
+            _, ub, optimal = exact_pattern(self.nodes[ti], scaled, avail, self.settings, share)
+            if not optimal:
+                ub = min(ub, _per_gpu_bound(self.nodes[ti], scaled))
+            # scaled values are rounded down by under one unit per pod: _slack covers a node's pods.
+            total += self.types[ti].count * max(0.0, (ub + self._slack(ti)) / DUAL_SCALE)
+        return total
+
     def _slack(self, ti: int) -> float:
         """Rounding allowance: at most (pods per node) * 1 unit of the scaled duals."""
-        return float(self.nodes[ti].gpu_count * MILLI // max(1, min(self.sizes.milli)) + 1)
+        return float(self.nodes[ti].gpu_count * MILLI // max(1, min(self.sizes.milli, default=MILLI)) + 1)
 
     def generate(self, seconds: float, seed_patterns: Sequence[Pattern] = ()) -> tuple[float, bool, int]:
         """Price and re-solve the LP for up to `seconds`: (LP value, converged, iterations).

@@ -5,8 +5,9 @@ Passes, in order (each checks the time left):
   2. start: the caller's placement (for example the previous arrived level's), then a
      best-fit-decreasing fill of the other GPU pods;
   3. aggregated bound (``_bound``): CP-SAT on shape x node-type counts with DFF cuts;
-  4. column generation (``_columns``) seeded with the start's node patterns; its integer
-     master replaces the start when it packs more;
+  4. column generation (``_columns``) seeded with the start's node patterns; its LP duals
+     bound the optimum (exactly priced, ``lagrangian_bound``) when the generation has not
+     converged, and its integer master replaces the start when it packs more;
   5. large-neighbourhood search (``_lns``) over windows of nodes until the time is spent;
   6. the packing is replayed into ome.domain.ClusterState (the exact reference) before return.
 
@@ -15,6 +16,7 @@ CPU-only pods are left out: they add no GPU milli and only take CPU and memory.
 
 from __future__ import annotations
 
+import math
 import time
 from collections import Counter, defaultdict
 from collections.abc import Sequence
@@ -35,6 +37,10 @@ from ._window import Mode
 
 OPTIMAL = "OPTIMAL"
 FEASIBLE = "FEASIBLE"
+# Of the time left after the aggregated bound, for column generation; more when its duals are
+# to prove a bound (they must be close to optimal for the bound to be tight).
+COLUMN_SHARE, COLUMN_SHARE_PROVING = 0.45, 0.55
+LAGRANGIAN_SHARE = 0.5  # of the time left after column generation, for the bound from its duals
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +119,7 @@ def solve_optimum(
     start: Sequence[Assignment] | None = None,
     known_bound: int | None = None,
     keep_started: bool = False,
+    bound_from_duals: bool = True,
 ) -> OptimumResult:
     """Most GPU milli allocatable by packing `pods` at once on empty `nodes`, with a proven bound.
 
@@ -121,6 +128,8 @@ def solve_optimum(
     caller already proved for these pods (the aggregated LP is then not solved again).
     `keep_started`: the packing must hold, for every pod shape, at least as many pods as
     `start` places (a rescheduler's target: running pods may move but not be dropped).
+    `bound_from_duals`: spend part of the time proving a tighter bound from the column
+    generation's duals; a caller that only wants the packing (the repack's target) turns it off.
     """
     t0 = time.perf_counter()
     budget = settings.max_time_in_seconds
@@ -176,10 +185,15 @@ def solve_optimum(
     #    rounded down + fill, and CP-SAT on the integer master hinted with the better packing.
     left = deadline - time.perf_counter()
     cg = ColumnGeneration(types, shape_counts, settings, minimum=minimum)
-    lp_value, converged, iterations = cg.generate(0.45 * left, _patterns_of(state, types))
+    lp_value, converged, iterations = cg.generate((COLUMN_SHARE_PROVING if bound_from_duals else COLUMN_SHARE) * left, _patterns_of(state, types))
     stats.update(cg_iterations=iterations, cg_columns=len(cg.patterns), cg_lp_milli=lp_value)
     if converged:
         bound = min(bound, int(lp_value + 1.0))
+    elif bound_from_duals:
+        lagrangian = cg.lagrangian_bound(LAGRANGIAN_SHARE * (deadline - time.perf_counter()))
+        if lagrangian is not None:
+            stats["lagrangian_bound_milli"] = lagrangian
+            bound = min(bound, int(math.floor(lagrangian + 1e-6)))
     floor = _from_patterns(state, gpu_pods, types, cg.patterns, cg.floor_counts())
     floor_waiting = set(fill(floor, [p for p in gpu_pods if p not in floor.placement], first=_short(floor, minimum)))
     stats["cg_floor_fill_milli"] = floor.milli

@@ -297,7 +297,7 @@ def migrate(
     if seconds <= 0.5:
         return 0
     target = solve_optimum(state.nodes, sub, replace(settings, max_time_in_seconds=0.65 * seconds), start=start,
-                           known_bound=bound, keep_started=True)
+                           known_bound=bound, keep_started=True, bound_from_duals=False)
     if target.allocated_milli <= state.milli - sum(state.pods[p].gpu_demand_milli for p in state.placement
                                                     if not state.pods[p].num_gpu):
         return 0
