@@ -63,7 +63,11 @@ def main() -> None:
     ap.add_argument("--policy", default="ome")
     ap.add_argument("--seconds", type=float, default=20.0, help="time limit per solve")
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--solve", default=",".join(KEEPS), help=f"comma-separated, of {', '.join(KEEPS)}")
     args = ap.parse_args()
+    solve = args.solve.split(",")
+    if unknown := set(solve) - set(KEEPS):
+        raise SystemExit(f"keep_optimum: --solve {', '.join(sorted(unknown))} unknown; known: {', '.join(KEEPS)}")
     trace_dir = Path(os.environ.get("OME_TRACE_DIR", "../shared/data/alibaba-gpu-2023"))
     trace = trace_dir / f"openb_pod_list_{args.trace}.csv"
     if not trace.is_file():
@@ -78,7 +82,8 @@ def main() -> None:
             "sharing_pods_arrived": sum(p.is_sharing for p in pods),
             "sharing_pods_placed": sum(a.pod.is_sharing for a in placed),
         }
-        for name, keep in KEEPS.items():
+        for name in solve:
+            keep = KEEPS[name]
             start = None if keep is None else [a for a in placed if keep(a.pod)]
             r = solve_optimum(nodes, pods, settings, start=start, keep_started=keep is not None)
             row[name] = {"best": round(100 - 100 * r.allocated_milli / capacity, 3),
@@ -86,7 +91,7 @@ def main() -> None:
         per_seed[str(seed)] = row
     rows = list(per_seed.values())
     median = {args.policy: round(statistics.median(r[args.policy] for r in rows), 3)}  # type: ignore[misc]
-    for name in KEEPS:
+    for name in solve:
         median[name] = round(statistics.median(r[name]["best"] for r in rows), 3)  # type: ignore[index]
     print(json.dumps({"trace": args.trace, "level": args.level, "policy": args.policy, "seconds_per_solve": args.seconds,
                       "seeds": per_seed, "median_best": median}, indent=1))
