@@ -151,4 +151,34 @@ def hole_values(target: TargetWorkload) -> np.ndarray:
     return _hole_values(tuple(sorted(sharing_mix(target).items())))
 
 
-__all__ = ["hole_values", "sharing_mix", "size_prices"]
+def fill_cpu(target: TargetWorkload) -> np.ndarray:
+    """C[x] for x = 0..MILLI: the least CPU (milli) of a sharing pod of the target workload that
+    fits a hole of x milli and is worth something at the LP prices; inf where none is (K[x] is
+    0 there); 0 at 0 and MILLI, so that neither counts as a hole CPU can leave unfilled (a whole
+    free GPU is the stranding term's business).
+
+    A hole on a node with less CPU free than C[x] can no longer be filled: its value K[x] is lost."""
+    return _fill_cpu(tuple(sorted(sharing_mix(target).items())), _sharing_cpu(target))
+
+
+def _sharing_cpu(target: TargetWorkload) -> tuple[tuple[int, int], ...]:
+    least: dict[int, int] = {}
+    for shape in target.shapes:
+        if shape.num_gpu == 1 and 0 < shape.gpu_milli < MILLI:
+            least[shape.gpu_milli] = min(least.get(shape.gpu_milli, shape.cpu_milli), shape.cpu_milli)
+    return tuple(sorted(least.items()))
+
+
+@lru_cache(maxsize=16)
+def _fill_cpu(mix: tuple[tuple[int, float], ...], cpu: tuple[tuple[int, int], ...]) -> np.ndarray:
+    prices = size_prices(dict(mix))
+    out = np.full(MILLI + 1, np.inf)
+    for size, least in cpu:
+        if prices.get(size, 0.0) > _EPS:
+            out[size:] = np.minimum(out[size:], least)  # every hole of at least `size` fits it
+    out[0] = out[MILLI] = 0.0
+    out.setflags(write=False)
+    return out
+
+
+__all__ = ["fill_cpu", "hole_values", "sharing_mix", "size_prices"]

@@ -20,6 +20,10 @@ Nodes are ranked by a tuple, best first (each later key only breaks ties of the 
       the workload's sharing sizes (``_hole_prices``): zero where the pod completes a good
       pairing, positive where it leaves a hole nothing fits well. share_table="fgd" uses
       FGD's per-GPU expected waste w(x) = x * P(a GPU pod needs more than x milli) instead.
+   d. hole value left without CPU (hole_cpu): a hole of x milli can only be filled while its
+      node has the CPU of the cheapest sharing pod worth putting there (``fill_cpu``); the
+      K(x) of every hole whose node drops below that is lost. The stranding term (a) counts
+      free milli as needing CPU in proportion; this counts the pod a hole needs, whole.
 2. (share_waste="key" moves 1c here as its own key; "off" drops it.)
 3. packing: sharing pods take the GPU whose leftover is smallest (pairing fractions that sum
    to a whole GPU), whole-GPU pods the node with the fewest free GPUs left, CPU-only pods the
@@ -40,7 +44,7 @@ from .._arrays import ClusterArrays
 from .._fragmentation import TargetWorkload
 from .._framework import IntArray
 from ._common import tightest_gpus
-from ._hole_prices import hole_values
+from ._hole_prices import fill_cpu, hole_values
 
 
 def gpu_waste_table(target: TargetWorkload) -> np.ndarray:
@@ -67,11 +71,12 @@ class OmePolicy:
 
     def __init__(
         self, target: TargetWorkload, host_weight: float = 0.5, share_waste: str = "sum", cpu_reserve: float | None = None,
-        share_table: str = "lp",
+        share_table: str = "lp", hole_cpu: bool = True,
     ) -> None:
         """cpu_reserve: CPU kept per free GPU, as a multiple of the workload's average; None chooses it
         from the CPU pressure (1, or SCARCE_CPU_RESERVE where CPU is scarce). share_table: how a GPU's
-        hole is valued for sharing pods, "lp" (hole values at the LP prices) or "fgd" (FGD's w(x))."""
+        hole is valued for sharing pods, "lp" (hole values at the LP prices) or "fgd" (FGD's w(x)).
+        hole_cpu: charge the hole value a placement leaves without the CPU to fill it (key 1d)."""
         if share_waste not in ("sum", "key", "off"):
             raise ValueError(f"share_waste must be 'sum', 'key' or 'off', got {share_waste!r}")
         if share_table not in ("lp", "fgd"):
@@ -104,6 +109,13 @@ class OmePolicy:
         self._hosting = np.zeros(0, np.bool_)
         # Per-GPU cost of a hole of x free milli, in milli: only its growth is used.
         self._hole_cost = gpu_waste_table(target) if share_table == "fgd" else -MILLI * hole_values(target)
+        # Key 1d: per node and GPU, the hole's value (GPUs) and the CPU its cheapest filler needs
+        # (0 for a full or empty GPU: never dead), and per node the value already dead.
+        self.hole_cpu = hole_cpu
+        self._hole_value, self._fill_cpu = hole_values(target), fill_cpu(target)
+        self._hole_k = np.zeros((0, 0))
+        self._hole_c = np.zeros((0, 0))
+        self._dead = np.zeros(0)
 
     # --- keys ---------------------------------------------------------------------------
     def _stranded(self, cpu: np.ndarray, mem: np.ndarray, gpu_free_milli: np.ndarray) -> np.ndarray:
@@ -159,14 +171,41 @@ class OmePolicy:
         total, full = free.sum(axis=1), (free >= MILLI).sum(axis=1)
         strand = self._stranded(cpu, mem, total)
         now = self._big_hostable(cpu, mem, full, self._static[pick])
+        hole_k, hole_c = self._hole_value[free], self._fill_cpu[free]
+        dead = self._dead_value(hole_k, hole_c, cpu)
         if rows is None:
             self._total, self._full, self._strand, self._now = total, full, strand, now
             self._hosts, self._hosting = now.sum(axis=0), now.any(axis=1)
+            self._hole_k, self._hole_c, self._dead = hole_k, hole_c, dead
         else:
             self._hosts = self._hosts + now.sum(axis=0) - self._now[rows].sum(axis=0)
             self._total[rows], self._full[rows], self._strand[rows], self._now[rows] = total, full, strand, now
             self._hosting[rows] = now.any(axis=1)
+            self._hole_k[rows], self._hole_c[rows], self._dead[rows] = hole_k, hole_c, dead
         self._view = (cluster, cluster.clock)
+
+    @staticmethod
+    def _dead_value(hole_k: np.ndarray, hole_c: np.ndarray, cpu: np.ndarray) -> np.ndarray:
+        """Per node, the value of the holes its free CPU can no longer fill."""
+        return (hole_k * (cpu[:, None] < hole_c)).sum(axis=1)
+
+    def _dead_growth(self, cluster: ClusterArrays, pod: PodRequest, nodes: IntArray, cpu2: np.ndarray,
+                     free: np.ndarray | None, delta: np.ndarray | None) -> np.ndarray:
+        """Key 1d: hole value each candidate placement leaves without the CPU to fill it."""
+        hole_k, hole_c = self._hole_k[nodes], self._hole_c[nodes]
+        after = self._dead_value(hole_k, hole_c, cpu2)
+        if free is not None:  # a sharing pod: its GPU's hole shrinks (the GPU choose_gpus takes)
+            fits = free >= pod.gpu_milli
+            if delta is None:
+                gpu = np.where(fits, free, 10 * MILLI).argmin(axis=1)
+            else:
+                tie = delta == delta.min(axis=1)[:, None]
+                gpu = np.where(tie & fits, free, 10 * MILLI).argmin(axis=1)
+            row = np.arange(nodes.size)
+            left = free[row, gpu] - pod.gpu_milli
+            after = after - hole_k[row, gpu] * (cpu2 < hole_c[row, gpu])
+            after = after + self._hole_value[left] * (cpu2 < self._fill_cpu[left])
+        return after - self._dead[nodes]
 
     def _host_value(self, cluster: ClusterArrays, hosts: np.ndarray) -> np.ndarray:
         """Expected GPUs lost when one more node stops hosting each big shape.
@@ -201,9 +240,11 @@ class OmePolicy:
                 lost = np.zeros(nodes.size)
                 lost[hosting] = ((self._now[at] & ~after) * self._host_value(cluster, self._hosts)).sum(axis=1)
                 waste = waste + self.host_weight * lost
+        delta = self._share_delta(free, pod.gpu_milli)[0] if free is not None and self.share_waste != "off" else None
+        if self.hole_cpu:
+            waste = waste + self._dead_growth(cluster, pod, nodes, cpu2, free, delta)
         keys = [np.round(waste, 6)]
-        if free is not None and self.share_waste != "off":
-            delta, _ = self._share_delta(free, pod.gpu_milli)
+        if free is not None and delta is not None:
             if self.share_waste == "sum":
                 keys[0] = np.round(waste + delta.min(axis=1) / MILLI, 6)
             else:
