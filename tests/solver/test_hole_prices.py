@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ome.solver import ClusterArrays, Shape, TargetWorkload
-from ome.solver.plugins._hole_prices import hole_values, sharing_mix, size_prices
+from ome.solver.plugins._hole_prices import fill_cpu, hole_values, sharing_mix, size_prices
 from ome.solver.plugins._ome import OmePolicy
 from tests.builders import make_node, make_pod
 
@@ -57,6 +57,36 @@ def test_a_320_goes_beside_a_470_only_with_fgds_table(table: str, best: int) -> 
     policy = OmePolicy(TARGET, share_table=table)
     s = policy.score(c, make_pod(cpu=4000, gpus=1, milli=320), np.arange(2)).tolist()
     assert s[best] > s[1 - best]
+
+
+def test_fill_cpu_by_hand() -> None:
+    # Fillers: 320 with 4 cores, 470 with 6, 650 with 12 (all priced). A hole needs the least CPU of
+    # a priced pod that fits it; empty and whole GPUs are never a hole.
+    target = TargetWorkload((Shape(6000, 470, 1), Shape(12000, 650, 1), Shape(4000, 320, 1)), (0.2, 0.1, 0.7))
+    c = fill_cpu(target)
+    assert np.isinf(c[319]) and c[320] == 4000 and c[700] == 4000 and c[0] == 0 and c[1000] == 0
+    only_big = fill_cpu(TargetWorkload((Shape(6000, 470, 1), Shape(12000, 650, 1)), (0.5, 0.5)))
+    assert np.isinf(only_big[469]) and only_big[470] == 6000 and only_big[999] == 6000
+    # A 160 beside each of many 810s is free at the LP prices (u160 = 0): it makes no hole worth CPU.
+    cheap = fill_cpu(TargetWorkload((Shape(3000, 810, 1), Shape(1000, 160, 1)), (0.9, 0.1)))
+    assert np.isinf(cheap[190]) and cheap[810] == 3000
+
+
+@pytest.mark.parametrize(("hole_cpu", "best"), [(True, 1), (False, 0)])
+def test_a_whole_gpu_pod_does_not_take_the_cpu_a_hole_needs(hole_cpu: bool, best: int) -> None:
+    # n0: a 350 hole (a 320 with 4 cores fills it, worth 1/3) and one free GPU, 10 cores free;
+    # n1: two free GPUs, 20 cores. An 8-core whole-GPU pod on n0 would leave 2 cores: the hole
+    # could never be filled. Without key 1d the packing key prefers n0 (less left free).
+    c = ClusterArrays([make_node(f"n{i}").gpus("A100", 8).cpu(64_000).obj() for i in range(2)])
+    c.gpu_free[0] = [350, 1000] + [0] * 6
+    c.gpu_free[1] = [1000, 1000] + [0] * 6
+    c.cpu_free[:] = [10_000, 20_000]
+    policy = OmePolicy(TARGET, hole_cpu=hole_cpu)
+    pod = make_pod(cpu=8000, gpus=1)
+    s = policy.score(c, pod, np.arange(2)).tolist()
+    assert s[best] > s[1 - best]
+    if hole_cpu:
+        assert policy.rank_keys(c, pod, np.arange(2))[0].tolist() == pytest.approx([1 / 3, 0.0])
 
 
 def test_unknown_table_is_refused() -> None:
