@@ -116,6 +116,7 @@ class OmePolicy:
         self._hole_k = np.zeros((0, 0))
         self._hole_c = np.zeros((0, 0))
         self._dead = np.zeros(0)
+        self._has_hole = np.zeros(0, np.bool_)  # some GPU of the node is a hole worth something
 
     # --- keys ---------------------------------------------------------------------------
     def _stranded(self, cpu: np.ndarray, mem: np.ndarray, gpu_free_milli: np.ndarray) -> np.ndarray:
@@ -177,11 +178,13 @@ class OmePolicy:
             self._total, self._full, self._strand, self._now = total, full, strand, now
             self._hosts, self._hosting = now.sum(axis=0), now.any(axis=1)
             self._hole_k, self._hole_c, self._dead = hole_k, hole_c, dead
+            self._has_hole = (hole_k * (hole_c > 0) > 0).any(axis=1)
         else:
             self._hosts = self._hosts + now.sum(axis=0) - self._now[rows].sum(axis=0)
             self._total[rows], self._full[rows], self._strand[rows], self._now[rows] = total, full, strand, now
             self._hosting[rows] = now.any(axis=1)
             self._hole_k[rows], self._hole_c[rows], self._dead[rows] = hole_k, hole_c, dead
+            self._has_hole[rows] = (hole_k * (hole_c > 0) > 0).any(axis=1)
         self._view = (cluster, cluster.clock)
 
     @staticmethod
@@ -192,8 +195,11 @@ class OmePolicy:
     def _dead_growth(self, cluster: ClusterArrays, pod: PodRequest, nodes: IntArray, cpu2: np.ndarray,
                      free: np.ndarray | None, delta: np.ndarray | None) -> np.ndarray:
         """Key 1d: hole value each candidate placement leaves without the CPU to fill it."""
-        hole_k, hole_c = self._hole_k[nodes], self._hole_c[nodes]
-        after = self._dead_value(hole_k, hole_c, cpu2)
+        growth = np.zeros(nodes.size)
+        rows = np.flatnonzero(self._has_hole[nodes])  # elsewhere nothing can die (but a new hole)
+        if rows.size:
+            at = nodes[rows]
+            growth[rows] = self._dead_value(self._hole_k[at], self._hole_c[at], cpu2[rows]) - self._dead[at]
         if free is not None:  # a sharing pod: its GPU's hole shrinks (the GPU choose_gpus takes)
             fits = free >= pod.gpu_milli
             if delta is None:
@@ -201,11 +207,11 @@ class OmePolicy:
             else:
                 tie = delta == delta.min(axis=1)[:, None]
                 gpu = np.where(tie & fits, free, 10 * MILLI).argmin(axis=1)
-            row = np.arange(nodes.size)
-            left = free[row, gpu] - pod.gpu_milli
-            after = after - hole_k[row, gpu] * (cpu2 < hole_c[row, gpu])
-            after = after + self._hole_value[left] * (cpu2 < self._fill_cpu[left])
-        return after - self._dead[nodes]
+            was = free[np.arange(nodes.size), gpu]
+            left = was - pod.gpu_milli
+            value, need = self._hole_value, self._fill_cpu
+            growth += value[left] * (cpu2 < need[left]) - value[was] * (cpu2 < need[was])
+        return growth
 
     def _host_value(self, cluster: ClusterArrays, hosts: np.ndarray) -> np.ndarray:
         """Expected GPUs lost when one more node stops hosting each big shape.
