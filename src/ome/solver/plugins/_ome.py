@@ -192,8 +192,8 @@ class OmePolicy:
         """Per node, the value of the holes its free CPU can no longer fill."""
         return (hole_k * (cpu[:, None] < hole_c)).sum(axis=1)
 
-    def _dead_growth(self, cluster: ClusterArrays, pod: PodRequest, nodes: IntArray, cpu2: np.ndarray,
-                     free: np.ndarray | None, delta: np.ndarray | None) -> np.ndarray:
+    def _dead_growth(self, pod: PodRequest, nodes: IntArray, cpu2: np.ndarray, free: np.ndarray | None,
+                     delta: np.ndarray | None) -> np.ndarray:
         """Key 1d: hole value each candidate placement leaves without the CPU to fill it."""
         growth = np.zeros(nodes.size)
         rows = np.flatnonzero(self._has_hole[nodes])  # elsewhere nothing can die (but a new hole)
@@ -248,7 +248,7 @@ class OmePolicy:
                 waste = waste + self.host_weight * lost
         delta = self._share_delta(free, pod.gpu_milli)[0] if free is not None and self.share_waste != "off" else None
         if self.hole_cpu:
-            waste = waste + self._dead_growth(cluster, pod, nodes, cpu2, free, delta)
+            waste = waste + self._dead_growth(pod, nodes, cpu2, free, delta)
         keys = [np.round(waste, 6)]
         if free is not None and delta is not None:
             if self.share_waste == "sum":
