@@ -25,11 +25,9 @@ import os
 import statistics
 from pathlib import Path
 
+from where_waste import replay_to_level  # benchmarks/ is on sys.path when run as a script
+
 from ome.domain import Assignment, PodRequest
-from ome.simulations._offline import level_prefixes
-from ome.simulations._replay import replay
-from ome.simulations._run import Scenario, Task, load_scenario, sequence_for
-from ome.solver import ClusterArrays, TargetWorkload, make_policy
 from ome.solver.cpsat import SolverSettings, solve_optimum
 
 KEEPS = {
@@ -41,14 +39,8 @@ KEEPS = {
 
 def placed_by(trace: Path, policy: str, seed: int, level: int) -> tuple[tuple, list[PodRequest], list[Assignment], float]:
     """Nodes, the arrived pods at `level`, the policy's placements of them, and its unallocated GPU %."""
-    task = Task(Scenario(str(trace), None), policy, seed)
-    nodes, sequence = sequence_for(task)
-    target = TargetWorkload.from_pods(load_scenario(task.scenario)[1])
-    cluster = ClusterArrays(nodes)
+    nodes, prefix, cluster, result = replay_to_level(trace, policy, seed, level)
     capacity = cluster.gpu_capacity_milli
-    prefix = sequence[: level_prefixes(sequence, capacity, [level])[level]]
-    result = replay(cluster, prefix, make_policy(policy, seed=seed, target=target), seed=seed, target=target,
-                    keep_placements=True)
     by_name = {pod.name: pod for pod in prefix}
     index = {name: i for i, name in enumerate(cluster.names)}
     placed = [Assignment(by_name[name], index[node], gpus) for name, node, gpus in result.placements]

@@ -19,9 +19,9 @@ import os
 from collections import Counter, defaultdict
 from pathlib import Path
 
-from ome.domain import MILLI
+from ome.domain import MILLI, Node, PodRequest
 from ome.simulations._offline import level_prefixes
-from ome.simulations._replay import replay
+from ome.simulations._replay import ReplayResult, replay
 from ome.simulations._run import Scenario, Task, load_scenario, sequence_for
 from ome.solver import ClusterArrays, Policy, TargetWorkload, make_policy
 from ome.solver.plugins._hole_prices import size_prices
@@ -54,15 +54,23 @@ def lp_bound(sizes: list[int]) -> float:
     return sum(n * prices[s] for s, n in counts.items())
 
 
-def analyse(trace: Path, policy_name: str, seed: int, level: int, top: int) -> dict[str, object]:
+def replay_to_level(
+    trace: Path, policy_name: str, seed: int, level: int
+) -> tuple[tuple[Node, ...], list[PodRequest], ClusterArrays, ReplayResult]:
+    """The replay `ome simulate` runs, stopped where `level` % is reached, keeping where each pod
+    went: the nodes, the arrived pods, the cluster then, and the result."""
     task = Task(Scenario(str(trace), None), policy_name, seed)
     nodes, sequence = sequence_for(task)
     target = TargetWorkload.from_pods(load_scenario(task.scenario)[1])
     cluster = ClusterArrays(nodes)
-    capacity = cluster.gpu_capacity_milli
-    prefix = sequence[: level_prefixes(sequence, capacity, [level])[level]]
-    # The replay `ome simulate` runs, stopped where the level is reached, keeping where each pod went.
+    prefix = sequence[: level_prefixes(sequence, cluster.gpu_capacity_milli, [level])[level]]
     result = replay(cluster, prefix, build(policy_name, target, seed), seed=seed, target=target, keep_placements=True)
+    return nodes, prefix, cluster, result
+
+
+def analyse(trace: Path, policy_name: str, seed: int, level: int, top: int) -> dict[str, object]:
+    _, prefix, cluster, result = replay_to_level(trace, policy_name, seed, level)
+    capacity = cluster.gpu_capacity_milli
     by_name = {pod.name: pod for pod in prefix}
     contents: dict[tuple[str, int], list[int]] = defaultdict(list)
     for name, node, gpus in result.placements:
