@@ -185,7 +185,8 @@ def solve_optimum(
     #    rounded down + fill, and CP-SAT on the integer master hinted with the better packing.
     left = deadline - time.perf_counter()
     cg = ColumnGeneration(types, shape_counts, settings, minimum=minimum)
-    lp_value, converged, iterations = cg.generate((COLUMN_SHARE_PROVING if bound_from_duals else COLUMN_SHARE) * left, _patterns_of(state, types))
+    share = COLUMN_SHARE_PROVING if bound_from_duals else COLUMN_SHARE
+    lp_value, converged, iterations = cg.generate(share * left, _patterns_of(state, types))
     stats.update(cg_iterations=iterations, cg_columns=len(cg.patterns), cg_lp_milli=lp_value)
     if converged:
         bound = min(bound, int(lp_value + 1.0))

@@ -136,8 +136,14 @@ def size_prices(mix: Mapping[int, float]) -> dict[int, float]:
 
 
 @lru_cache(maxsize=16)
+def _prices(mix: tuple[tuple[int, float], ...]) -> tuple[tuple[int, float], ...]:
+    """size_prices once per mix: the hole values and the fillers' CPU both need them."""
+    return tuple(size_prices(dict(mix)).items())
+
+
+@lru_cache(maxsize=16)
 def _hole_values(mix: tuple[tuple[int, float], ...]) -> np.ndarray:
-    prices = size_prices(dict(mix))
+    prices = dict(_prices(mix))
     # Rounded so that the table, and the ties it breaks, do not depend on summation order.
     best = np.round(_knapsack(tuple(prices), tuple(prices.values())), 9)
     best.setflags(write=False)
@@ -171,7 +177,7 @@ def _sharing_cpu(target: TargetWorkload) -> tuple[tuple[int, int], ...]:
 
 @lru_cache(maxsize=16)
 def _fill_cpu(mix: tuple[tuple[int, float], ...], cpu: tuple[tuple[int, int], ...]) -> np.ndarray:
-    prices = size_prices(dict(mix))
+    prices = dict(_prices(mix))
     out = np.full(MILLI + 1, np.inf)
     for size, least in cpu:
         if prices.get(size, 0.0) > _EPS:

@@ -200,18 +200,22 @@ class OmePolicy:
         if rows.size:
             at = nodes[rows]
             growth[rows] = self._dead_value(self._hole_k[at], self._hole_c[at], cpu2[rows]) - self._dead[at]
-        if free is not None:  # a sharing pod: its GPU's hole shrinks (the GPU choose_gpus takes)
-            fits = free >= pod.gpu_milli
-            if delta is None:
-                gpu = np.where(fits, free, 10 * MILLI).argmin(axis=1)
-            else:
-                tie = delta == delta.min(axis=1)[:, None]
-                gpu = np.where(tie & fits, free, 10 * MILLI).argmin(axis=1)
+        if free is not None:  # a sharing pod: the hole of the GPU choose_gpus would take shrinks
+            gpu = self._sharing_gpu(free, pod.gpu_milli, delta)
             was = free[np.arange(nodes.size), gpu]
             left = was - pod.gpu_milli
             value, need = self._hole_value, self._fill_cpu
             growth += value[left] * (cpu2 < need[left]) - value[was] * (cpu2 < need[was])
         return growth
+
+    @staticmethod
+    def _sharing_gpu(free: np.ndarray, milli: int, delta: np.ndarray | None) -> np.ndarray:
+        """Per row of `free`, the GPU a sharing pod takes: the least hole value spoiled (`delta`),
+        then the tightest fit, then the lowest index; the tightest fit alone without `delta`."""
+        fits = free >= milli
+        if delta is not None:
+            fits &= delta == delta.min(axis=1)[:, None]
+        return np.where(fits, free, 10 * MILLI).argmin(axis=1)
 
     def _host_value(self, cluster: ClusterArrays, hosts: np.ndarray) -> np.ndarray:
         """Expected GPUs lost when one more node stops hosting each big shape.
@@ -290,11 +294,8 @@ class OmePolicy:
     def choose_gpus(self, cluster: ClusterArrays, pod: PodRequest, node: int) -> tuple[int, ...]:
         if not pod.is_sharing or self.share_waste == "off":
             return tightest_gpus(cluster, pod, node)
-        row = cluster.gpu_free[node]
-        delta, fits = self._share_delta(row, pod.gpu_milli)
-        # Least waste growth, then the tightest fit, then the lowest index.
-        order = np.lexsort((np.arange(row.size), np.where(fits, row, 10 * MILLI), delta))
-        return (int(order[0]),)
+        row = cluster.gpu_free[node][None, :]
+        return (int(self._sharing_gpu(row, pod.gpu_milli, self._share_delta(row, pod.gpu_milli)[0])[0]),)
 
     def observe(self, cluster: ClusterArrays, pod: PodRequest, node: int, gpus: tuple[int, ...]) -> None:
         return None
