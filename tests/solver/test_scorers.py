@@ -107,6 +107,21 @@ def test_ome_reserves_more_cpu_where_cpu_is_scarce(cpu_only_per_gpu: int, scarce
     assert (s[0] > s[1]) if scarce else (s[0] == s[1])
 
 
+@pytest.mark.parametrize(("cpu_only_per_gpu", "scarce"), [(0, False), (16_000, True)])
+def test_ome_sends_cpu_only_pods_to_the_cpu_richest_node_type(cpu_only_per_gpu: int, scarce: bool) -> None:
+    # n0: 8 GPUs, 96 cores (12 per GPU); n1: 2 GPUs, 104 cores (52 per GPU); all free. A 16-core
+    # CPU-only pod strands nothing on either (4 cores kept per GPU: 80 >= 32, 88 >= 8).
+    # Pressure 4/20 = 0.2: n1, the type with the most CPU per GPU, though n0 is the tighter fit.
+    # Pressure (4+16)/20 = 1.0: CPU is scarce, every core counts, so the tightest fit n0.
+    target = TargetWorkload(
+        (Shape(4_000, 1000, 1),), (1.0,), cpu_per_gpu=4_000, mem_per_gpu=1, cpu_only_per_gpu=cpu_only_per_gpu
+    )
+    c = cluster_with([1000] * 8, [1000] * 2)
+    c.cpu_cap[:] = c.cpu_free[:] = [96_000, 104_000]
+    s = scores("ome", c, make_pod(cpu=16_000), target)
+    assert (s[0] > s[1]) if scarce else (s[1] > s[0])
+
+
 def test_every_policy_stays_in_range() -> None:
     target = TargetWorkload.from_pods([make_pod("a", gpus=1, milli=500), make_pod("b", gpus=2), make_pod("c")])
     c = cluster_with([1000] * 8, [500] * 8, [0] * 7 + [1000])

@@ -27,7 +27,10 @@ Nodes are ranked by a tuple, best first (each later key only breaks ties of the 
 2. (share_waste="key" moves 1c here as its own key; "off" drops it.)
 3. packing: sharing pods take the GPU whose leftover is smallest (pairing fractions that sum
    to a whole GPU), whole-GPU pods the node with the fewest free GPUs left, CPU-only pods the
-   node with the least CPU left.
+   node with the least CPU left. Unless CPU is scarce, CPU-only pods first take the node type
+   with the most CPU per GPU (no GPU: the most): the average of (a) undercounts what a
+   CPU-poor type's GPUs will need, so CPU-only pods that fit there "for free" still starve
+   them later. Where CPU is scarce, all of it is needed and packing it tightest wins.
 4. fewer free GPUs on the node overall (fill started nodes first).
 Exact ties go to the framework's tie rule (first node in list order in `ome simulate`, a hash
 of the pod in the extender unless configured). Scores handed to the extender are ranks
@@ -87,6 +90,8 @@ class OmePolicy:
         self.cpu_per_gpu = max(target.cpu_per_gpu, 1.0)
         self.cpu_reserve = cpu_reserve
         self._cpu_kept = self.cpu_per_gpu
+        self._cpu_scarce = False
+        self._cpu_per_gpu_cap = np.zeros(0)  # per node, CPU capacity per GPU (inf: no GPU)
         self.mem_per_gpu = max(target.mem_per_gpu, 1.0)
         self._big = target.big_shapes
         # Each big shape's CPU, memory, GPU count, GPU memory and share of the GPU demand.
@@ -134,13 +139,17 @@ class OmePolicy:
 
     def _per_node_list(self, cluster: ClusterArrays) -> None:
         """Refresh what depends only on the node list (nodes may come and go): the CPU kept per
-        free GPU and the (N, B) GPU model / GPU memory suitability of each node for each big shape."""
+        free GPU, whether CPU is scarce, each node's CPU per GPU, and the (N, B) GPU model / GPU
+        memory suitability of each node for each big shape."""
         if self._nodes_seen is cluster.nodes:
             return
+        self._cpu_scarce = self.cpu_pressure(cluster) >= SCARCE_CPU_PRESSURE
         reserve = self.cpu_reserve
         if reserve is None:
-            reserve = SCARCE_CPU_RESERVE if self.cpu_pressure(cluster) >= SCARCE_CPU_PRESSURE else 1.0
+            reserve = SCARCE_CPU_RESERVE if self._cpu_scarce else 1.0
         self._cpu_kept = self.cpu_per_gpu * reserve
+        gpus = cluster.gpu_count
+        self._cpu_per_gpu_cap = np.where(gpus > 0, cluster.cpu_cap / np.maximum(gpus, 1), np.inf)
         models = cluster.models
         model_ok = np.zeros((len(models) + 1, len(self._big)), np.bool_)  # last row: id -1, no GPU
         for j, b in enumerate(self._big):
@@ -264,6 +273,8 @@ class OmePolicy:
         elif pod.num_gpu:
             keys.append(total2)
         else:
+            if not self._cpu_scarce:
+                keys.append(-self._cpu_per_gpu_cap[nodes])
             keys.append(cpu2)
         keys.append(total2)
         return keys
