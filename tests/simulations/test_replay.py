@@ -81,6 +81,24 @@ def test_cli_rejects_unknown_policy_and_trace(tmp_path: Path) -> None:
     assert r.exit_code == 2 and "unknown policy magic" in r.output
     r = CliRunner().invoke(app, ["simulate", "--trace", "nope", "--trace-dir", str(tmp_path)])
     assert r.exit_code == 2 and "openb_pod_list_nope.csv" in r.output
+    r = CliRunner().invoke(app, ["simulate", "--policy", "optimum", "--solver-seconds", "0"])
+    assert r.exit_code == 2 and "--solver-seconds must be > 0" in r.output
+
+
+@pytest.mark.parametrize(("seconds", "expected"), [(None, {"optimum": 10.0, "ome-repack": 20.0}), (3.5, None)])
+def test_solver_seconds_reach_the_offline_settings(
+    monkeypatch: pytest.MonkeyPatch, seconds: float | None, expected: dict[str, float] | None
+) -> None:
+    import ome.simulations._offline as offline
+
+    seen: dict[str, float] = {}
+    monkeypatch.setattr(offline, "optimum_replay",
+                        lambda nodes, seq, seed, settings: seen.setdefault("optimum", settings.max_time_in_seconds))
+    monkeypatch.setattr(offline, "replay_with_repack",
+                        lambda *a, settings, **k: seen.setdefault("ome-repack", settings.max_time_in_seconds))
+    for name in ("optimum", "ome-repack"):
+        run_task(Task(Scenario(None, None, solver_seconds=seconds), name, 42))
+    assert seen == (expected or {"optimum": seconds, "ome-repack": seconds})
 
 
 def test_ome_beats_bestfit_on_the_embedded_llm_cluster() -> None:

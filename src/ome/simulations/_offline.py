@@ -195,14 +195,19 @@ def _apply_repack(
     return cluster, assignments, still, len(waiting) - len(still)
 
 
-def _optimum_runner(nodes: Sequence[Node], sequence: Sequence[PodRequest], target: TargetWorkload, seed: int) -> ReplayResult:
-    return optimum_replay(nodes, sequence, seed, SolverSettings(max_time_in_seconds=10.0, random_seed=seed))
+def _optimum_runner(
+    nodes: Sequence[Node], sequence: Sequence[PodRequest], target: TargetWorkload, seed: int, seconds: float | None
+) -> ReplayResult:
+    # 10 s per level by default keeps a 7-level x 10-seed sweep near 12 min on 2 cores.
+    return optimum_replay(nodes, sequence, seed, SolverSettings(max_time_in_seconds=seconds or 10.0, random_seed=seed))
 
 
-def _repack_runner(nodes: Sequence[Node], sequence: Sequence[PodRequest], target: TargetWorkload, seed: int) -> ReplayResult:
-    # A repack every 500 arrivals, up to 1,000 moves and 20 s each (about 2 min per seed on 2 cores).
+def _repack_runner(
+    nodes: Sequence[Node], sequence: Sequence[PodRequest], target: TargetWorkload, seed: int, seconds: float | None
+) -> ReplayResult:
+    # A repack every 500 arrivals, up to 1,000 moves and 20 s each by default (about 2 min per seed on 2 cores).
     return replay_with_repack(nodes, sequence, "ome", target, seed, every_pods=500, budget_moves=1000,
-                              settings=SolverSettings(max_time_in_seconds=20.0, random_seed=seed))
+                              settings=SolverSettings(max_time_in_seconds=seconds or 20.0, random_seed=seed))
 
 
 # name -> runner(nodes, sequence, target, seed); picked up by _run (the CLI's --policy).

@@ -18,8 +18,9 @@ from ._traces import NODE_FILE, load_nodes, load_pods
 
 SYNTHETIC = "synthetic-llm"
 
-# Settings that are not an online policy: name -> runner(nodes, sequence, target, seed).
-OfflineRunner = Callable[[Sequence[Node], Sequence[PodRequest], TargetWorkload, int], ReplayResult]
+# Settings that are not an online policy: name -> runner(nodes, sequence, target, seed, seconds),
+# seconds being the CP-SAT time limit per call (None: the setting's own default).
+OfflineRunner = Callable[[Sequence[Node], Sequence[PodRequest], TargetWorkload, int, "float | None"], ReplayResult]
 OFFLINE_RUNNERS: dict[str, OfflineRunner] = {}
 
 
@@ -39,6 +40,7 @@ class Scenario:
     as_is: bool = False
     synthetic_seed: int = 7
     tie_break: str = "first"  # equal top scores: lowest node index ("first") or uniform ("random")
+    solver_seconds: float | None = None  # CP-SAT limit per optimum level / per repack; None: their defaults
 
     @property
     def name(self) -> str:
@@ -80,7 +82,7 @@ def run_task(task: Task) -> ReplayResult:
     target = TargetWorkload.from_pods(load_scenario(task.scenario)[1])
     offline = _offline_runners().get(task.policy)
     if offline is not None:
-        return offline(nodes, seq, target, task.seed)
+        return offline(nodes, seq, target, task.seed, task.scenario.solver_seconds)
     policy = make_policy(task.policy, seed=task.seed, target=target)
     return replay(ClusterArrays(nodes), seq, policy, seed=task.seed, target=target,
                   keep_placements=task.scenario.as_is, tie_break=task.scenario.tie_break)

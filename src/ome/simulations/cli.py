@@ -32,6 +32,9 @@ def simulate(
     as_is: Annotated[bool, typer.Option("--as-is", help="replay the file's pods once, in file order")] = False,
     tie_break: Annotated[str, typer.Option(help="equal top scores go to the first node in list order ('first') or a random one ('random')")] = "first",
     workers: Annotated[Optional[int], typer.Option(help="parallel processes (default: CPU count)")] = None,
+    solver_seconds: Annotated[Optional[float], typer.Option(
+        help="CP-SAT time limit per level (optimum) or per repack (ome-repack); default 10 and 20. "
+        "Each solve uses 2 threads: with --workers 1 it has the 2 cores to itself")] = None,
     json_out: Annotated[Optional[Path], typer.Option("--json", help="write the JSON report here")] = None,
     plot_out: Annotated[Optional[Path], typer.Option("--plot", help="write the Figure 9(a)-style PNG here")] = None,
 ) -> None:
@@ -44,7 +47,10 @@ def simulate(
         trace_path = str(resolve_trace(trace, trace_dir)) if trace else None
         if tie_break not in TIE_BREAKS:
             raise InvalidInput(f"--tie-break must be one of {', '.join(TIE_BREAKS)}, got {tie_break!r}")
-        scenario = Scenario(trace_path, str(nodes) if nodes else None, inflation, as_is, tie_break=tie_break)
+        if solver_seconds is not None and solver_seconds <= 0:
+            raise InvalidInput(f"--solver-seconds must be > 0, got {solver_seconds}")
+        scenario = Scenario(trace_path, str(nodes) if nodes else None, inflation, as_is, tie_break=tie_break,
+                            solver_seconds=solver_seconds)
         node_list, pods = load_scenario(scenario)
     except InvalidInput as exc:
         console.print(f"[red]error:[/red] {exc}")
