@@ -124,6 +124,34 @@ def test_start_is_used_and_never_lost() -> None:
     assert result.allocated_milli == brute_force(nodes, pods) == 3000
 
 
+def test_a_warm_start_seeds_the_columns_of_a_cold_fill_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A start holding one pod per node gives the generation only trivial patterns; it must also
+    # begin from the greedy packing of all the pods, as a cold solve does.
+    from ome.solver.cpsat._columns import ColumnGeneration
+
+    import random
+
+    rnd = random.Random(3)  # the instance of the failing-LP test below: greedy does not close it
+    nodes = [node(f"t{i}") for i in range(4)] + [node(f"g{i}", gpus=8, cpu=96_000, mem=384_000, model="G2") for i in range(2)]
+    pods = [pod(f"p{i}", cpu=rnd.choice([1_000, 4_000, 9_000]), milli=rnd.choice([230, 320, 470, 650, 810, 1000]))
+            for i in range(40)]
+    seen: list[list[tuple[int, tuple]]] = []
+    generate = ColumnGeneration.generate
+
+    def spy(self: ColumnGeneration, seconds: float, seed_patterns: Sequence = ()) -> tuple[float, bool, int]:
+        seen.append([(p.type_index, p.layout) for p in seed_patterns])
+        return generate(self, seconds, seed_patterns)
+
+    monkeypatch.setattr(ColumnGeneration, "generate", spy)
+    small = next(p for p in pods if p.gpu_milli < 500)
+    start = [Assignment(small, 5, (7,))]  # alone on the last GPU: not where a greedy fill puts it
+    solve_optimum(nodes, pods, FAST, start=start)
+    solve_optimum(nodes, pods, FAST)
+    assert len(seen) == 2, "both solves should reach the column generation"
+    warm, cold = (set(x) for x in seen)
+    assert cold and cold <= warm and warm - cold  # the cold fill's patterns, plus the start's own
+
+
 @st.composite
 def tiny_instances(draw: st.DrawFn) -> tuple[list[Node], list[PodRequest]]:
     n_nodes = draw(st.integers(1, 2))
