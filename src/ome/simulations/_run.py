@@ -20,7 +20,7 @@ SYNTHETIC = "synthetic-llm"
 
 # Settings that are not an online policy: name -> runner(nodes, sequence, target, seed, seconds),
 # seconds being the CP-SAT time limit per call (None: the setting's own default).
-OfflineRunner = Callable[[Sequence[Node], Sequence[PodRequest], TargetWorkload, int, "float | None"], ReplayResult]
+OfflineRunner = Callable[[Sequence[Node], Sequence[PodRequest], TargetWorkload, int, float | None], ReplayResult]
 OFFLINE_RUNNERS: dict[str, OfflineRunner] = {}
 
 
