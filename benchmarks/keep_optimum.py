@@ -6,9 +6,11 @@ policy to an arrived level and then solves the optimum three ways, each with the
 limit, on the same arrived pods:
 
 - free: any subset of the pods (the "optimum" row of docs/placement.md);
+- keep_cpu: every CPU-only pod the policy placed is served too (they take CPU that the free
+  optimum gives to GPU pods); the GPU pods are free;
 - keep_sharing: at least as many pods of each GPU-sharing shape as the policy placed;
-- keep_gpu: at least as many pods of every GPU shape as the policy placed (a full repack
-  with unlimited moves).
+- keep_gpu: at least as many pods of every GPU shape as the policy placed;
+- keep_all: every pod the policy placed, CPU-only ones too (a full repack with unlimited moves).
 
 Prints JSON: per seed the policy's unallocated GPU % and each optimum's best found and proven
 bound (a bound on the unconstrained problem is also one on the kept problems; it is tighter
@@ -32,8 +34,10 @@ from ome.solver.cpsat import SolverSettings, solve_optimum
 
 KEEPS = {
     "free": None,
+    "keep_cpu": lambda pod: pod.num_gpu == 0,
     "keep_sharing": lambda pod: pod.is_sharing,
     "keep_gpu": lambda pod: pod.num_gpu > 0,
+    "keep_all": lambda pod: True,
 }
 
 
@@ -73,6 +77,7 @@ def main() -> None:
             args.policy: round(online, 3),
             "sharing_pods_arrived": sum(p.is_sharing for p in pods),
             "sharing_pods_placed": sum(a.pod.is_sharing for a in placed),
+            "cpu_only_pods_placed": sum(not a.pod.num_gpu for a in placed),
         }
         for name in solve:
             keep = KEEPS[name]

@@ -7,6 +7,7 @@ through ome.domain.ClusterState, the exact reference allocator.
 from __future__ import annotations
 
 import itertools
+from collections import Counter
 from collections.abc import Sequence
 
 import pytest
@@ -183,6 +184,48 @@ def test_optimum_matches_brute_force_and_bound_is_sound(instance: tuple[list[Nod
     assert result.bound_milli >= exact
 
 
+def first_fit(nodes: Sequence[Node], pods: Sequence[PodRequest]) -> list[Assignment]:
+    """Each pod on the first node and GPUs that take it; pods that fit nowhere are skipped."""
+    state, out = ClusterState(nodes), []
+    for p in pods:
+        for n in range(len(nodes)):
+            if state.check(p, n).ok:
+                out.append(state.allocate(p, n, state.usable_gpus(p, n)[: p.num_gpu]))
+                break
+    return out
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(tiny_instances(), st.data())
+def test_a_kept_start_keeps_its_cpu_only_pods_and_matches_brute_force(
+    instance: tuple[list[Node], list[PodRequest]], data: st.DataObject
+) -> None:
+    # keep_started: every started pod's shape keeps its count, CPU-only ones too (they take the
+    # CPU GPU pods would want), and the result is the best packing that does so.
+    nodes, pods = instance
+    chosen = [p for p in pods if data.draw(st.booleans())]
+    start = first_fit(nodes, chosen)
+    result = solve_optimum(nodes, pods, SolverSettings(max_time_in_seconds=1.0, num_workers=1),
+                           start=start, keep_started=True)
+    kept = {a.pod.name for a in start}
+    exact = brute_force(nodes, pods, [p.name in kept for p in pods])
+    assert verify(nodes, result.assignments) == result.allocated_milli == exact
+    assert result.bound_milli >= exact
+    held = Counter(shape_of(a.pod) for a in result.assignments)
+    assert all(held[s] >= k for s, k in Counter(shape_of(a.pod) for a in start).items())
+
+
+def test_kept_cpu_only_pods_cost_the_optimum_their_cpu() -> None:
+    # 8 GPUs and 32 cores; eight 1-GPU pods of 4 cores and one CPU-only pod of 16 cores.
+    # Free: the CPU-only pod is left out and all 8 GPUs go. Kept: only 4 GPU pods fit beside it.
+    nodes = [node("a", gpus=8, cpu=32_000)]
+    pods = [pod(f"g{i}", cpu=4_000) for i in range(8)] + [pod("c", cpu=16_000, gpus=0)]
+    assert solve_optimum(nodes, pods, FAST).allocated_milli == 8 * MILLI
+    kept = solve_optimum(nodes, pods, FAST, start=[Assignment(pods[-1], 0, ())], keep_started=True)
+    assert kept.allocated_milli == kept.bound_milli == 4 * MILLI
+    assert "c" in {a.pod.name for a in kept.assignments}
+
+
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(tiny_instances(), st.data())
 def test_lagrangian_bound_holds_for_any_duals_and_kept_pods(
@@ -193,13 +236,12 @@ def test_lagrangian_bound_holds_for_any_duals_and_kept_pods(
     from ome.solver.cpsat._columns import ColumnGeneration
 
     nodes, pods = instance
-    gpu_pods = [p for p in pods if p.num_gpu]
-    keep = [data.draw(st.booleans()) for _ in gpu_pods]
-    exact = brute_force(nodes, gpu_pods, keep)
+    keep = [data.draw(st.booleans()) for _ in pods]  # a kept CPU-only pod takes part too
+    exact = brute_force(nodes, pods, keep)
     if exact < 0:
         return  # the kept pods cannot all be placed
-    shapes = {s: len(v) for s, v in group_pods(gpu_pods).items()}
-    minimum = {s: sum(k for p, k in zip(gpu_pods, keep) if shape_of(p) == s) for s in shapes}
+    shapes = {s: len(v) for s, v in group_pods(pods).items()}
+    minimum = {s: sum(k for p, k in zip(pods, keep) if shape_of(p) == s) for s in shapes}
     cg = ColumnGeneration(node_types(nodes), shapes, FAST, minimum=minimum)
     cg.generate(0.2)
     seconds = data.draw(st.sampled_from([0.0, 0.05, 0.5]))
@@ -211,7 +253,7 @@ def test_lagrangian_bound_holds_for_any_duals_and_kept_pods(
 
 
 @settings(max_examples=40, deadline=None)
-@given(st.dictionaries(st.sampled_from([(1, 160), (1, 470), (1, 810), (1, 1000), (2, 1000)]),
+@given(st.dictionaries(st.sampled_from([(0, 0), (1, 160), (1, 470), (1, 810), (1, 1000), (2, 1000)]),
                        st.integers(-50, 400), min_size=1))
 def test_per_gpu_bound_is_never_below_the_exact_pricing(values: dict[tuple[int, int], int]) -> None:
     from ome.solver.cpsat._columns import _per_gpu_bound, exact_pattern

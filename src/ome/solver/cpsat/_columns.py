@@ -38,7 +38,7 @@ from ortools.sat.python import cp_model
 
 from ome.domain import MILLI, Node
 
-from ._packing import add_node_packing, decode_layout, hint_layout, sorted_layout
+from ._packing import add_node_packing, decode_layout, hint_layout, per_node_limit, sorted_layout
 from ._settings import SolverSettings
 from ._shapes import NodeType, PodShape, fits_type
 
@@ -174,7 +174,10 @@ def _per_gpu_bound(node: Node, values: Mapping[PodShape, int]) -> int:
     best = [0.0] * (MILLI + 1)
     for c in range(1, MILLI + 1):
         best[c] = max([best[c - 1]] + [best[c - w] + v for w, v in items if w <= c])
-    return math.ceil(node.gpu_count * best[MILLI] - 1e-9)
+    # A CPU-only pod takes no GPU: it can be worth something only as a forced (minimum) row, and
+    # then as many as its CPU or memory alone allow are counted.
+    cpu_only = sum(v * per_node_limit(s, node) for s, v in values.items() if v > 0 and not s.num_gpu and fits_type(s, node))
+    return math.ceil(node.gpu_count * best[MILLI] - 1e-9) + cpu_only
 
 
 # --- the column generation --------------------------------------------------------------
@@ -196,12 +199,12 @@ class ColumnGeneration:
         minimum: Mapping[PodShape, int] | None = None,
     ) -> None:
         """`demand`: pods available per shape; `values`: objective per pod (default: its GPU milli;
-        shapes worth 0 are left out); `minimum`: pods of a shape that must be placed (the
-        rescheduler's already-running pods), which makes those rows ranges."""
+        shapes worth 0 are left out unless they have a minimum); `minimum`: pods of a shape that
+        must be placed (the rescheduler's already-running pods), which makes those rows ranges."""
         self.types = list(types)
         self.nodes = [t.node() for t in self.types]
         worth = values if values is not None else {s: s.demand_milli for s in demand}
-        self.shapes = sorted(s for s, d in demand.items() if worth.get(s, 0) > 0 and d > 0)
+        self.shapes = sorted(s for s, d in demand.items() if d > 0 and (worth.get(s, 0) > 0 or (minimum or {}).get(s, 0) > 0))
         self.id = {s: i for i, s in enumerate(self.shapes)}
         self.demand = [demand[s] for s in self.shapes]
         self.value = [worth[s] for s in self.shapes]
@@ -364,7 +367,15 @@ class ColumnGeneration:
 
     def _slack(self, ti: int) -> float:
         """Rounding allowance: at most (pods per node) * 1 unit of the scaled duals."""
-        return float(self.nodes[ti].gpu_count * MILLI // max(1, min(self.sizes.milli, default=MILLI)) + 1)
+        node = self.nodes[ti]
+        gpu_pods = node.gpu_count * MILLI // max(1, min((m for m in self.sizes.milli if m), default=MILLI))
+        cpu_only = [s for s in self.fits[ti] if not self.sizes.num_gpu[s]]
+        least_cpu = min((self.sizes.cpu[s] for s in cpu_only), default=0)
+        if least_cpu:
+            cpu_pods = node.cpu_milli // least_cpu
+        else:
+            cpu_pods = sum(per_node_limit(self.shapes[s], node) for s in cpu_only)
+        return float(gpu_pods + cpu_pods + 1)
 
     def generate(self, seconds: float, seed_patterns: Sequence[Pattern] = ()) -> tuple[float, bool, int]:
         """Price and re-solve the LP for up to `seconds`: (LP value, converged, iterations).

@@ -12,7 +12,8 @@ Passes, in order (each checks the time left):
   5. large-neighbourhood search (``_lns``) over windows of nodes until the time is spent;
   6. the packing is replayed into ome.domain.ClusterState (the exact reference) before return.
 
-CPU-only pods are left out: they add no GPU milli and only take CPU and memory.
+CPU-only pods are left out: they add no GPU milli and only take CPU and memory; except, with
+`keep_started`, those the start places, which must then be served too (on any node).
 """
 
 from __future__ import annotations
@@ -87,11 +88,11 @@ def _patterns_of(state: PackingState, types: Sequence[NodeType]) -> list[Pattern
 
 
 def _from_patterns(
-    state: PackingState, gpu_pods: Sequence[int], types: Sequence[NodeType], patterns: Sequence[Pattern], counts: Sequence[int]
+    state: PackingState, packed: Sequence[int], types: Sequence[NodeType], patterns: Sequence[Pattern], counts: Sequence[int]
 ) -> PackingState:
     fresh = PackingState(state.nodes, state.pods)
     by_shape: dict[object, list[int]] = defaultdict(list)
-    for p in gpu_pods:
+    for p in packed:
         by_shape[state.shapes[p]].append(p)
     next_node = [0] * len(types)
     for pattern, count in zip(patterns, counts):
@@ -128,7 +129,8 @@ def solve_optimum(
     limit is settings.max_time_in_seconds for the whole call. `known_bound`: a bound the
     caller already proved for these pods (the aggregated LP is then not solved again).
     `keep_started`: the packing must hold, for every pod shape, at least as many pods as
-    `start` places (a rescheduler's target: running pods may move but not be dropped).
+    `start` places (a rescheduler's target: running pods may move but not be dropped),
+    CPU-only shapes included.
     `bound_from_duals`: spend part of the time proving a tighter bound from the column
     generation's duals; a caller that only wants the packing (the repack's target) turns it off.
     """
@@ -139,19 +141,22 @@ def solve_optimum(
     capacity = sum(n.gpu_count for n in nodes) * MILLI
     state = PackingState(nodes, pods)
     gpu_pods = [i for i, p in enumerate(pods) if p.num_gpu]
+    started = _start_indices(pods, start) if start else []
+    # The pods the packing may hold: GPU pods, and CPU-only pods only where they must be kept.
+    packed = sorted(gpu_pods + [p for p, a in started if keep_started and not a.pod.num_gpu])
     types = node_types(nodes, [i for i, n in enumerate(nodes) if n.gpu_count])
     reps = [t.node() for t in types]
-    fits_somewhere = {s: any(fits_type(s, r) for r in reps) for s in {state.shapes[p] for p in gpu_pods}}
+    fits_somewhere = {s: any(fits_type(s, r) for r in reps) for s in {state.shapes[p] for p in packed}}
     demand = sum(pods[p].gpu_demand_milli for p in gpu_pods)
     bound = min(capacity, sum(pods[p].gpu_demand_milli for p in gpu_pods if fits_somewhere[state.shapes[p]]))
 
     # 2. start + fill
-    if start:
-        for p, a in _start_indices(pods, start):
-            if a.pod.num_gpu:
-                state.place(p, (a.node, a.gpus))
+    packable = set(packed)
+    for p, a in started:
+        if p in packable:
+            state.place(p, (a.node, a.gpus))
     minimum = Counter(state.shapes[p] for p in state.placement) if keep_started else None
-    waiting = set(fill(state, [p for p in gpu_pods if p not in state.placement]))
+    waiting = set(fill(state, [p for p in packed if p not in state.placement]))
     stats["start_milli"] = state.milli
 
     def keeps(candidate: PackingState) -> bool:
@@ -175,8 +180,9 @@ def solve_optimum(
         return done(OPTIMAL)
 
     # 3. aggregated bound
-    shape_counts = Counter(state.shapes[p] for p in gpu_pods if fits_somewhere[state.shapes[p]])
-    aggregate = known_bound if known_bound is not None else aggregate_bound_lp(types, shape_counts)
+    shape_counts = Counter(state.shapes[p] for p in packed if fits_somewhere[state.shapes[p]])
+    gpu_counts = Counter({s: k for s, k in shape_counts.items() if s.num_gpu})  # kept CPU-only pods relaxed away
+    aggregate = known_bound if known_bound is not None else aggregate_bound_lp(types, gpu_counts)
     bound = min(bound, aggregate)
     stats["aggregate_bound_milli"] = aggregate
     if state.milli >= bound:
@@ -190,7 +196,7 @@ def solve_optimum(
         # converges slowly and prices poorly (seed 42 at 100 %: bound 2.62 against 2.96 cold);
         # the greedy packing of all pods adds the varied columns a cold start begins with.
         cold = PackingState(nodes, pods)
-        fill(cold, gpu_pods)
+        fill(cold, packed)
         seeds += _patterns_of(cold, types)
     left = deadline - time.perf_counter()
     cg = ColumnGeneration(types, shape_counts, settings, minimum=minimum)
@@ -204,8 +210,8 @@ def solve_optimum(
         if lagrangian is not None:
             stats["lagrangian_bound_milli"] = lagrangian
             bound = min(bound, int(math.floor(lagrangian + 1e-6)))
-    floor = _from_patterns(state, gpu_pods, types, cg.patterns, cg.floor_counts())
-    floor_waiting = set(fill(floor, [p for p in gpu_pods if p not in floor.placement], first=_short(floor, minimum)))
+    floor = _from_patterns(state, packed, types, cg.patterns, cg.floor_counts())
+    floor_waiting = set(fill(floor, [p for p in packed if p not in floor.placement], first=_short(floor, minimum)))
     stats["cg_floor_fill_milli"] = floor.milli
     if floor.milli > state.milli and keeps(floor):
         state, waiting = floor, floor_waiting
@@ -213,10 +219,10 @@ def solve_optimum(
         counts, integer = cg.integer_master(max(0.1, 0.4 * (deadline - time.perf_counter())), _patterns_of(state, types))
         stats["cg_integer_milli"] = integer
         if integer > state.milli:
-            candidate = _from_patterns(state, gpu_pods, types, cg.patterns, counts)
+            candidate = _from_patterns(state, packed, types, cg.patterns, counts)
             if keeps(candidate):
                 state = candidate
-                waiting = set(fill(state, [p for p in gpu_pods if p not in state.placement]))
+                waiting = set(fill(state, [p for p in packed if p not in state.placement]))
     stats["cg_keeps_started"] = float(keeps(state))
     stats["cg_milli"] = state.milli
     if state.milli >= bound:
