@@ -1,5 +1,6 @@
-"""A full-cluster repack on the default openb trace: online BestFit up to an arrived level,
-then one ome.solver.cpsat.repack of everything placed plus everything waiting.
+"""A full-cluster repack on an openb trace (default: the default trace): an online policy
+(default BestFit) up to an arrived level, then one ome.solver.cpsat.repack of everything
+placed plus everything waiting.
 
 Prints JSON: pods placed / waiting before, GPU unallocated % before and after, the bound
 (what no repack can beat) and the gap, moves made against the budget, seconds.
@@ -26,6 +27,7 @@ from ome.solver.cpsat import SolverSettings, repack
 
 def main() -> None:
     ap = argparse.ArgumentParser()
+    ap.add_argument("--trace", default="default", help="openb_pod_list_<trace>.csv in the trace folder")
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--level", type=int, default=100, help="arrived GPU demand, %% of capacity")
     ap.add_argument("--policy", default="bestfit", help="online policy that builds the starting state")
@@ -36,7 +38,10 @@ def main() -> None:
     args = ap.parse_args()
     d = Path(args.trace_dir)
     nodes = load_nodes(d / "openb_node_list_gpu_node.csv")
-    pods = load_pods(d / "openb_pod_list_default.csv").pods
+    trace = d / f"openb_pod_list_{args.trace}.csv"
+    if not trace.is_file():
+        raise SystemExit(f"bench_repack: {trace} not found (set OME_TRACE_DIR or --trace-dir to the openb trace folder)")
+    pods = load_pods(trace).pods
     capacity = sum(n.gpu_count for n in nodes) * 1000
     seq = arrival_sequence(pods, capacity, 1.3, args.seed)
     seq = seq[: level_prefixes(seq, capacity, (args.level,))[args.level]]
@@ -53,7 +58,7 @@ def main() -> None:
             waiting.append(pod)
     pct = lambda milli: round(100 - 100 * milli / capacity, 3)  # noqa: E731
     out = {
-        "seed": args.seed, "level": args.level, "policy": args.policy, "nodes": len(nodes),
+        "trace": args.trace, "seed": args.seed, "level": args.level, "policy": args.policy, "nodes": len(nodes),
         "pods_placed": len(placed), "pods_waiting": len(waiting), "num_workers": args.workers,
         "time_limit_s": args.seconds, "runs": [],
     }
