@@ -435,3 +435,27 @@ def test_conversion_is_undone_when_a_cpu_only_pod_finds_no_room() -> None:
     assert apply(state, [conv], waiting) is None
     assert state.placement == {0: (0, ())} and waiting == {1}
     assert verify(nodes, state.assignments()) == 0
+
+
+def test_migration_moves_a_cpu_only_pod_to_make_room_where_cpu_is_tight() -> None:
+    import time
+
+    from ome.solver.cpsat._state import PackingState
+    from ome.solver.cpsat._switch import migrate
+
+    # n0 (2 GPUs, 16 cores) runs a 4-core GPU pod and CPU-only pods of 2 and 6 cores: one GPU
+    # is free but only 4 cores. n1 (1 GPU, 8 cores) runs a 6-core GPU pod: 2 cores free.
+    # The waiting 6-core GPU pod fits once the 2-core CPU-only pod moves to n1. A target that
+    # leaves the CPU-only pods out packs a waiting pod onto n0 with no CPU left for them.
+    nodes = [node("n0", gpus=2, cpu=16_000), node("n1", gpus=1, cpu=8_000)]
+    pods = [pod("g0", cpu=4_000), pod("g4", cpu=6_000), pod("c5", cpu=2_000, gpus=0), pod("c1", cpu=6_000, gpus=0),
+            pod("g2", cpu=8_000), pod("g3", cpu=6_000)]
+    state = PackingState(nodes, pods)
+    for p, where in enumerate([(0, (0,)), (1, (0,)), (0, ()), (0, ())]):
+        state.place(p, where)
+    waiting = {4, 5}
+    settings = SolverSettings(max_time_in_seconds=1.0, num_workers=1)
+    moves = migrate(state, waiting, node_types(nodes), 10, settings, time.perf_counter() + 1.0)
+    assert state.milli == 3 * MILLI and waiting == {4}
+    assert state.placement[2] == (1, ()) and moves == 1  # only the 2-core CPU-only pod moved
+    assert verify(nodes, state.assignments()) == 3 * MILLI

@@ -1,9 +1,11 @@
 """Target-guided migration: move the cluster toward a better packing within a move budget.
 
-1. Target. The offline optimum (``_optimum``) of the placed + waiting GPU pods, warm-started
-   from the current placement (so it packs at least as much). It is advisory: running pods
-   it leaves out stay where they are; CPU-only pods (which it ignores) leave converted
-   nodes and are re-homed by best fit, or, if one would find no room, stay pinned.
+1. Target. The offline optimum (``_optimum``) of the placed + waiting GPU pods and the placed
+   CPU-only pods, warm-started from the current placement and obliged to keep every running
+   pod (so it packs at least as much, and it leaves the CPU-only pods CPU: where CPU is
+   scarce a target that ignored them could not be reached). It is advisory: running pods
+   stay where they are unless a chosen conversion moves them. If no conversion can be
+   carried out so, the pass is redone with the CPU-only pods pinned to their nodes.
 2. Matching. Per node type, each node gets the target node contents that overlap most with
    what it holds (greedy, best overlap first) and they are laid out on the node around the
    pods that stay (same GPUs): a *conversion* of the node, with its leaving pods and the
@@ -85,12 +87,12 @@ def _layout_exact(
     state: PackingState, node: int, layout: Sequence[tuple[PodShape, tuple[int, ...]]]
 ) -> tuple[list[int], list[tuple[PodShape, tuple[int, ...]]]]:
     """The target node's own layout on `node`: pods already on exactly such a slot stay, the
-    other slots are arrivals (every GPU pod of the node not staying leaves)."""
+    other slots are arrivals (every pod of the node not staying leaves)."""
     wanted: dict[tuple[PodShape, tuple[int, ...]], int] = Counter(layout)
     stays: list[int] = []
     for p in sorted(state.on_node.get(node, ())):
         key = (state.shapes[p], state.placement[p][1])
-        if state.pods[p].num_gpu and wanted.get(key, 0) > 0:
+        if wanted.get(key, 0) > 0:
             wanted[key] -= 1
             stays.append(p)
     arrivals = [key for key, k in wanted.items() for _ in range(k)]
@@ -133,10 +135,9 @@ class Conversion:
     arrivals: tuple[tuple[PodShape, tuple[int, ...]], ...]
 
     def balance(self, shapes: Sequence[PodShape]) -> Counter[PodShape]:
-        """Slots offered minus pods leaving, per GPU shape (CPU-only leavers are re-homed by
-        best fit after the conversions, not through slots)."""
+        """Slots offered minus pods leaving, per shape (CPU-only ones included)."""
         out: Counter[PodShape] = Counter(s for s, _ in self.arrivals)
-        out.subtract(shapes[p] for p in self.leavers if shapes[p].num_gpu)
+        out.subtract(shapes[p] for p in self.leavers)
         return out
 
 
@@ -210,15 +211,15 @@ def _greedy_subset(state: PackingState, convs: Sequence[Conversion], budget: int
 
 def apply(state: PackingState, chosen: Sequence[Conversion], waiting: set[int]) -> int | None:
     """Carry out the conversions at once (movers are evicted, then re-created in their slots,
-    as a rescheduler does; CPU-only leavers go back to their node if it still has room, else
-    best fit elsewhere). Returns the number of moved pods, or None (state unchanged) when a
-    CPU-only leaver finds no room anywhere."""
+    as a rescheduler does; CPU-only leavers beyond their shape's slots go back to their node if
+    it still has room, else best fit elsewhere). Returns the number of moved pods, or None
+    (state unchanged) when such a CPU-only leaver finds no room anywhere."""
     leavers: dict[PodShape, list[int]] = defaultdict(list)
     homeless: list[int] = []
     slots: dict[PodShape, list[Placement]] = defaultdict(list)
     for c in chosen:
         for p in c.leavers:
-            (leavers[state.shapes[p]] if state.pods[p].num_gpu else homeless).append(p)
+            leavers[state.shapes[p]].append(p)
         for sh, gpus in c.arrivals:
             slots[sh].append((c.node, gpus))
     waiting_by_shape: dict[PodShape, list[int]] = defaultdict(list)
@@ -226,8 +227,12 @@ def apply(state: PackingState, chosen: Sequence[Conversion], waiting: set[int]) 
         waiting_by_shape[state.shapes[p]].append(p)
     plan: list[tuple[int, Placement]] = []
     for sh, movers in leavers.items():
-        if len(slots.get(sh, ())) < len(movers):
-            raise AssertionError("conversion plan leaves a running pod without a slot")
+        room = len(slots.get(sh, ()))
+        if room < len(movers):
+            if sh.num_gpu:
+                raise AssertionError("conversion plan leaves a running pod without a slot")
+            homeless += movers[room:]
+            del movers[room:]
     for sh, places in slots.items():
         movers = leavers.get(sh, [])
         fresh = waiting_by_shape.get(sh, [])[: len(places) - len(movers)]
@@ -282,30 +287,31 @@ def migrate(
     deadline: float,
     bound: int | None = None,
 ) -> int:
-    """Move toward an optimum-style target for the GPU pods; returns moves made (<= budget).
+    """Move toward an optimum-style target; returns moves made (<= budget).
 
-    The target comes from ``solve_optimum`` over placed + waiting GPU pods, warm-started from
-    the current placement, so it never packs less. CPU-only pods on converted nodes are
-    re-homed by best fit (if one finds no room, the pass is redone with them pinned).
+    The target comes from ``solve_optimum`` over placed + waiting GPU pods and the placed
+    CPU-only pods, warm-started from the current placement and keeping every running pod, so
+    it never packs less. CPU-only pods take the target's slots like GPU pods; if no choice of
+    conversions can be carried out so, the pass is redone with them pinned to their nodes.
     """
     from ._optimum import solve_optimum  # the optimum imports this module's siblings only
 
-    gpu_pods = [p for p in range(len(state.pods)) if state.pods[p].num_gpu and (p in state.placement or p in waiting)]
-    sub = [state.pods[p] for p in gpu_pods]
-    start = [Assignment(state.pods[p], *state.placement[p]) for p in gpu_pods if p in state.placement]
+    chosen_pods = [p for p in range(len(state.pods))
+                   if p in state.placement or (p in waiting and state.pods[p].num_gpu)]
+    sub = [state.pods[p] for p in chosen_pods]
+    start = [Assignment(state.pods[p], *state.placement[p]) for p in chosen_pods if p in state.placement]
     seconds = deadline - time.perf_counter()
     if seconds <= 0.5:
         return 0
     target = solve_optimum(state.nodes, sub, replace(settings, max_time_in_seconds=0.65 * seconds), start=start,
                            known_bound=bound, keep_started=True, bound_from_duals=False)
-    if target.allocated_milli <= state.milli - sum(state.pods[p].gpu_demand_milli for p in state.placement
-                                                    if not state.pods[p].num_gpu):
+    if target.allocated_milli <= state.milli:
         return 0
     target_nodes: dict[int, list[tuple[PodShape, tuple[int, ...]]]] = defaultdict(list)
     for a in target.assignments:
         target_nodes[a.node].append((shape_of(a.pod), a.gpus))
 
-    # First with CPU-only pods free to move (re-homed by best fit), else with them pinned.
+    # First with CPU-only pods moving into the target's slots, else with them pinned.
     for cpu_only_move in (True, False):
         convs = _conversions(state, types, target_nodes, cpu_only_move)
         left = deadline - time.perf_counter()
@@ -332,6 +338,7 @@ def _conversions(
         for x in t.members:
             want = Counter(targets[matched[x]]) if x in matched else Counter()
             if not cpu_only_move:
+                want = Counter({s: k for s, k in want.items() if s.num_gpu})  # the target's CPU-only slots go
                 for p in state.on_node.get(x, ()):
                     if not state.pods[p].num_gpu:
                         want[state.shapes[p]] += 1  # CPU-only pods stay put
