@@ -429,7 +429,8 @@ class ColumnGeneration:
         """CP-SAT over all generated columns: (nodes per pattern, GPU milli).
 
         `hint`: the node patterns of a known packing; they are added as columns and their
-        multiplicities hint the search, so the answer is never worse than that packing.
+        multiplicities hint the search, so the answer is never worse than that packing when it
+        meets the rows' minimums (one that does not is only a guide, which CP-SAT repairs).
         Without a hint, the rounded-down LP solution is the hint.
         """
         floor = self.floor_counts() if self.columns and not hint else []

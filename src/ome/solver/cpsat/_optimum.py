@@ -213,10 +213,16 @@ def solve_optimum(
     floor = _from_patterns(state, packed, types, cg.patterns, cg.floor_counts())
     floor_waiting = set(fill(floor, [p for p in packed if p not in floor.placement], first=_short(floor, minimum)))
     stats["cg_floor_fill_milli"] = floor.milli
-    if floor.milli > state.milli and keeps(floor):
-        state, waiting = floor, floor_waiting
+    hint_state = state
+    if floor.milli > state.milli:
+        if keeps(floor):
+            state, waiting = floor, floor_waiting
+        # A floor short of kept pods still guides CP-SAT, which repairs the hint, far better
+        # than the start does (cpu250, seed 42, every pod kept, 20 s: 4.03 % unallocated
+        # found, against the start's 6.00 with the start as the hint).
+        hint_state = floor
     if state.milli < bound:
-        counts, integer = cg.integer_master(max(0.1, 0.4 * (deadline - time.perf_counter())), _patterns_of(state, types))
+        counts, integer = cg.integer_master(max(0.1, 0.4 * (deadline - time.perf_counter())), _patterns_of(hint_state, types))
         stats["cg_integer_milli"] = integer
         if integer > state.milli:
             candidate = _from_patterns(state, packed, types, cg.patterns, counts)
