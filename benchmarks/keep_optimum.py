@@ -2,7 +2,7 @@
 
 The offline optimum may leave any arrived pod out (a 0.81-GPU pod, say, so that a whole-GPU
 pod gets its GPU). An online policy that places every pod that fits cannot. This replays a
-policy to an arrived level and then solves the optimum three ways, each with the same time
+policy to an arrived level and then solves the optimum in up to five ways, each with the same time
 limit, on the same arrived pods:
 
 - free: any subset of the pods (the "optimum" row of docs/placement.md);

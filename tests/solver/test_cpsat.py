@@ -184,17 +184,6 @@ def test_optimum_matches_brute_force_and_bound_is_sound(instance: tuple[list[Nod
     assert result.bound_milli >= exact
 
 
-def first_fit(nodes: Sequence[Node], pods: Sequence[PodRequest]) -> list[Assignment]:
-    """Each pod on the first node and GPUs that take it; pods that fit nowhere are skipped."""
-    state, out = ClusterState(nodes), []
-    for p in pods:
-        for n in range(len(nodes)):
-            if state.check(p, n).ok:
-                out.append(state.allocate(p, n, state.usable_gpus(p, n)[: p.num_gpu]))
-                break
-    return out
-
-
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(tiny_instances(), st.data())
 def test_a_kept_start_keeps_its_cpu_only_pods_and_matches_brute_force(
@@ -204,7 +193,7 @@ def test_a_kept_start_keeps_its_cpu_only_pods_and_matches_brute_force(
     # CPU GPU pods would want), and the result is the best packing that does so.
     nodes, pods = instance
     chosen = [p for p in pods if data.draw(st.booleans())]
-    start = first_fit(nodes, chosen)
+    start, _ = online(nodes, chosen)  # first fit (defined with the repack tests)
     result = solve_optimum(nodes, pods, SolverSettings(max_time_in_seconds=1.0, num_workers=1),
                            start=start, keep_started=True)
     kept = {a.pod.name for a in start}
