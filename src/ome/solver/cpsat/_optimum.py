@@ -189,7 +189,8 @@ def solve_optimum(
         return done(OPTIMAL)
 
     # 4. column generation seeded with the current packing; then two roundings of its LP:
-    #    rounded down + fill, and CP-SAT on the integer master hinted with the better packing.
+    #    rounded down + fill, and CP-SAT on the integer master hinted with the better packing
+    #    (the rounded one even when it is short of kept pods).
     seeds = _patterns_of(state, types)
     if start:
         # A warm start's nodes are few patterns, and a restricted LP that starts from them alone
