@@ -254,6 +254,24 @@ def test_per_gpu_bound_is_never_below_the_exact_pricing(values: dict[tuple[int, 
     assert _per_gpu_bound(n, scaled) >= ub
 
 
+def test_exact_pricing_stopped_before_any_solution_still_bounds() -> None:
+    # At its time limit without a solution CP-SAT says UNKNOWN and a "best bound" of 0; taken
+    # as proven, a bound from the duals fell below packings found (bench_repack, 2 busy cores).
+    from ome.solver.cpsat._columns import exact_pattern
+
+    n = node("g8", gpus=8, cpu=96_000, mem=1_000_000, model="G2")
+    shapes = [(1, 160, 3_000), (1, 470, 12_000), (1, 810, 3_150), (1, 1000, 11_400), (2, 1000, 16_000),
+              (1, 320, 4_000), (1, 650, 12_000), (1, 230, 4_000), (0, 0, 12_500), (4, 1000, 32_000)]
+    values = {shape_of(pod(f"p{k}", cpu=c, gpus=g, milli=m)): 100 + 7 * k for k, (g, m, c) in enumerate(shapes)}
+    avail = {s: 20 for s in values}
+    _, best, optimal = exact_pattern(n, values, avail, FAST, 2.0)
+    assert optimal and best > 0
+    for seconds in (0.0, 0.001):
+        _, ub, optimal = exact_pattern(n, values, avail, FAST, seconds)
+        assert not optimal
+        assert ub >= best
+
+
 def test_lagrangian_bound_needs_duals_and_sign_rules() -> None:
     from ome.solver.cpsat._columns import ColumnGeneration
 

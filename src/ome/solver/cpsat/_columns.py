@@ -155,10 +155,15 @@ def exact_pattern(
         hint_layout(model, nv, sorted_layout([(s, g) for s, g in hint if s in nv.n], node.gpu_count))
     solver = settings.solver(seconds)
     status = solver.solve(model)
+    solved = status in (cp_model.OPTIMAL, cp_model.FEASIBLE)
     proven = solver.best_objective_bound
-    # Every pod of positive value on the node bounds any packing when CP-SAT reports no finite bound.
-    ub = int(math.floor(proven + 1e-6)) if math.isfinite(proven) else sum(values[s] * k for s, k in ubs.items())
-    if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
+    # Stopped before any solution (UNKNOWN), CP-SAT reports a bound of 0, which bounds nothing;
+    # then, or without a finite bound, every pod of positive value on the node bounds any packing.
+    if solved and math.isfinite(proven):
+        ub = int(math.floor(proven + 1e-6))
+    else:
+        ub = sum(values[s] * k for s, k in ubs.items())
+    if not solved:
         return None, ub, False
     layout = tuple(decode_layout(solver, nv))
     if status == cp_model.OPTIMAL:
