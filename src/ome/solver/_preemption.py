@@ -119,8 +119,21 @@ def _best_subset(work: ClusterArrays, pod: PodRequest, node: int, units: list[Vi
         return None
     best: tuple[Key, tuple[VictimUnit, ...]] | None = None
     if len(units) <= MAX_EXACT:
+        # subset_key's leading fields from per-unit numbers: up to 4,095 subsets per node, and
+        # most lose to the best so far on (top priority, GPU milli, count) alone.
+        prio = [u.priority for u in units]
+        milli = [u.gpu_milli for u in units]
+        least = sorted(milli)
         for r in range(1, len(units) + 1):
-            for combo in itertools.combinations(units, r):
+            # No subset of r or more units frees less than the r smallest: once that loses, stop.
+            floor = (min(prio), sum(least[:r]), r)
+            if (bound is not None and floor > bound[:3]) or (best is not None and floor > best[0][:3]):
+                break
+            for idx in itertools.combinations(range(len(units)), r):
+                head = (max(prio[i] for i in idx), sum(milli[i] for i in idx), r)
+                if (bound is not None and head > bound[:3]) or (best is not None and head > best[0][:3]):
+                    continue
+                combo = tuple(units[i] for i in idx)
                 key = subset_key(combo, tier_index, node_name)
                 if (bound is not None and key >= bound) or (best is not None and key >= best[0]):
                     continue
@@ -142,6 +155,17 @@ def _best_subset(work: ClusterArrays, pod: PodRequest, node: int, units: list[Vi
             chosen = rest
     key = subset_key(chosen, tier_index, node_name)
     return None if bound is not None and key >= bound else (key, tuple(chosen))
+
+
+def _milli_floor(work: ClusterArrays, pod: PodRequest, nodes: np.ndarray) -> np.ndarray:
+    """Per node, the least GPU milli victims must free there for `pod` to fit (0: it may fit
+    as is): the smallest shortfalls of its `num_gpu` emptiest GPUs. A lower bound on the GPU
+    field of any victim subset's key, so nodes whose floor is already beaten can be skipped."""
+    if not pod.num_gpu or not nodes.size:
+        return np.zeros(nodes.size, np.int64)
+    free = work.gpu_free[nodes]
+    short = np.where(work.gpu_cap[nodes] > 0, np.maximum(0, pod.gpu_milli - free), np.iinfo(np.int64).max // 64)
+    return np.sort(short, axis=1)[:, : pod.num_gpu].sum(axis=1)
 
 
 def select_victims(cluster: ClusterArrays, request: ReplicaRequest, units: Sequence[VictimUnit], ctx: PlanContext,
@@ -174,9 +198,15 @@ def select_victims(cluster: ClusterArrays, request: ReplicaRequest, units: Seque
         for tier_index, tier in tiers:
             tier_mask = base & ctx.tier_mask(tier) & ~used
             for pod, applies in _variants(work, request, member):
-                for node in np.flatnonzero(tier_mask & applies & work.accepts_mask(pod)).tolist():
+                nodes = np.flatnonzero(tier_mask & applies & work.accepts_mask(pod))
+                floor = _milli_floor(work, pod, nodes)
+                for node, least in sorted(zip(nodes.tolist(), floor.tolist()), key=lambda nl: nl[1]):
                     name = ctx.nodes[node].name
                     bound = best[0] if best is not None else None
+                    if bound is not None and least > 0 and (
+                            min(u.priority for u in by_node.get(node, ())) if node in by_node else bound[0] + 1,
+                            least, 1) > bound[:3]:
+                        continue  # no victim subset here can beat the best so far (nodes go least first)
                     if work.fits_mask_one(pod, node):
                         key = subset_key((), tier_index, name)
                         if bound is None or key < bound:
