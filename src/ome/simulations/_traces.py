@@ -104,8 +104,23 @@ def load_nodes(path: str | os.PathLike[str]) -> list[Node]:
     return nodes
 
 
+# The trace's QoS classes as pod priorities: best-effort pods are the ones others may preempt;
+# latency-sensitive, Burstable and Guaranteed pods are all production and never preempt each
+# other. Without a qos column (or with it empty) a pod gets priority 0.
+QOS_PRIORITY = {"BE": 0, "LS": 1, "Burstable": 1, "Guaranteed": 1}
+
+
+def _priority(row: dict[str, str]) -> int:
+    qos = (row.get("qos") or "").strip()
+    if not qos:
+        return 0
+    if qos not in QOS_PRIORITY:  # load_pods adds the file and line
+        raise InvalidInput(f"qos {qos!r} unknown; expected one of {', '.join(QOS_PRIORITY)}")
+    return QOS_PRIORITY[qos]
+
+
 def load_pods(path: str | os.PathLike[str]) -> Trace:
-    """Pods of an openb pod list, in file order."""
+    """Pods of an openb pod list, in file order; priorities from the qos column (QOS_PRIORITY)."""
     path = Path(path)
     pods: list[PodRequest] = []
     for line, row in _rows(path, POD_COLUMNS):
@@ -121,6 +136,7 @@ def load_pods(path: str | os.PathLike[str]) -> Trace:
                     num_gpu=num_gpu,
                     gpu_milli=milli if num_gpu else 0,
                     gpu_models=frozenset(s for s in spec.split("|") if s),
+                    priority=_priority(row),
                 )
             )
         except InvalidInput as exc:
