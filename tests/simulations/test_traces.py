@@ -39,3 +39,14 @@ def test_loads_the_openb_files(trace_dir: Path) -> None:
 def test_resolve_trace_says_what_it_looked_for(tmp_path: Path) -> None:
     with pytest.raises(InvalidInput, match="openb_pod_list_nope.csv"):
         resolve_trace("nope", tmp_path)
+
+
+def test_qos_becomes_priority_and_an_unknown_one_is_named(tmp_path: Path) -> None:
+    head = "name,cpu_milli,memory_mib,num_gpu,gpu_milli,qos\n"
+    good = tmp_path / "good.csv"
+    good.write_text(head + "a,1000,100,1,500,BE\nb,1000,100,1,1000,LS\nc,1000,100,0,0,Guaranteed\nd,1000,100,0,0,\n")
+    assert [p.priority for p in load_pods(good).pods] == [0, 1, 1, 0]
+    bad = tmp_path / "bad.csv"
+    bad.write_text(head + "a,1000,100,1,500,BE\nb,1000,100,1,500,Gold\n")
+    with pytest.raises(InvalidInput, match=r"bad.csv:3: qos 'Gold' unknown"):
+        load_pods(bad)
