@@ -27,8 +27,10 @@ OFFLINE_RUNNERS: dict[str, OfflineRunner] = {}
 def _offline_runners() -> dict[str, OfflineRunner]:
     if not OFFLINE_RUNNERS:
         from ._offline import RUNNERS  # CP-SAT settings; imported lazily (ortools is heavy)
+        from ._preempt import RUNNERS as PREEMPT
 
         OFFLINE_RUNNERS.update(RUNNERS)
+        OFFLINE_RUNNERS.update(PREEMPT)
     return OFFLINE_RUNNERS
 
 
