@@ -7,6 +7,7 @@ from hypothesis import strategies as st
 
 from ome.domain import MILLI, ClusterState, Node, PodRequest
 from ome.simulations._preempt import replay_with_preemption
+from ome.simulations._report import summarize
 from ome.simulations._replay import replay
 from ome.solver import ClusterArrays, TargetWorkload, make_policy
 
@@ -23,6 +24,8 @@ def test_a_production_pod_evicts_a_best_effort_share_it_cannot_fit_beside() -> N
     assert result.placements == [("ls", "n", (0,))]
     assert result.allocated_pct_final == 100.0
     assert (result.extra["preemptions"], result.extra["evicted"], result.extra["evicted_lost"]) == (1, 1, 1)
+    report = summarize([result])  # the JSON report counts the disruption too
+    assert (report["preemptions"]["median"], report["evicted"]["median"], report["evicted_lost"]["median"]) == (1, 1, 1)
 
 
 def test_equal_priority_never_preempts_and_a_victim_that_fits_elsewhere_is_replaced() -> None:
