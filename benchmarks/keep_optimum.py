@@ -2,7 +2,7 @@
 
 The offline optimum may leave any arrived pod out (a 0.81-GPU pod, say, so that a whole-GPU
 pod gets its GPU). An online policy that places every pod that fits cannot. This replays a
-policy to an arrived level and then solves the optimum in up to five ways, each with the same time
+policy to an arrived level and then solves the optimum in up to six ways, each with the same time
 limit, on the same arrived pods:
 
 - free: any subset of the pods (the "optimum" row of docs/placement.md);
@@ -10,7 +10,9 @@ limit, on the same arrived pods:
   optimum gives to GPU pods); the GPU pods are free;
 - keep_sharing: at least as many pods of each GPU-sharing shape as the policy placed;
 - keep_gpu: at least as many pods of every GPU shape as the policy placed;
-- keep_all: every pod the policy placed, CPU-only ones too (a full repack with unlimited moves).
+- keep_all: every pod the policy placed, CPU-only ones too (a full repack with unlimited moves);
+- keep_priority: every pod of priority above 0 the policy placed (the trace's qos: all but the
+  best-effort ones), best-effort pods free (a repack that may preempt best-effort pods).
 
 Prints JSON: per seed the policy's unallocated GPU % and each optimum's best found and proven
 bound (a bound on the unconstrained problem is also one on the kept problems; it is tighter
@@ -38,6 +40,7 @@ KEEPS = {
     "keep_sharing": lambda pod: pod.is_sharing,
     "keep_gpu": lambda pod: pod.num_gpu > 0,
     "keep_all": lambda pod: True,
+    "keep_priority": lambda pod: pod.priority > 0,
 }
 
 
