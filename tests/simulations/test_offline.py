@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from ome.domain import MILLI, ClusterState, Node, PodRequest
 from ome.simulations._offline import level_prefixes, optimum_levels, replay_with_repack, solve_levels
 from ome.simulations._replay import LEVELS, arrival_sequence, replay
@@ -70,3 +72,28 @@ def test_replay_with_repack_keeps_a_feasible_cluster_and_counts_moves() -> None:
     for name, node, gpus in result.placements:
         state.allocate(by_name[name], state.index_of(node), gpus)
     assert abs(100.0 * state.allocated_gpu_milli() / capacity - result.allocated_pct_final) < 1e-9
+
+
+def test_replay_with_preempting_repacks_only_evicts_lower_priority_and_stays_feasible() -> None:
+    nodes, pods = small_cluster()
+    pods = [replace(p, priority=k % 2) for k, p in enumerate(pods)]  # every other pod best-effort
+    capacity = sum(n.gpu_count for n in nodes) * MILLI
+    seq = arrival_sequence(pods, capacity, 1.3, seed=4)
+    result = replay_with_repack(nodes, seq, "ome", TargetWorkload.from_pods(pods), seed=4, every_pods=8,
+                                budget_moves=4, settings=FAST, keep_placements=True, preempt=True)
+    plain = replay_with_repack(nodes, seq, "ome", TargetWorkload.from_pods(pods), seed=4, every_pods=8,
+                               budget_moves=4, settings=FAST)
+    assert result.policy == "ome-preempt-repack" and result.placed + result.failed == len(seq)
+    assert result.extra["preemptions"] > 0 and result.extra["evicted"] >= result.extra["preemptions"]
+    assert "preemptions" not in plain.extra
+    state = ClusterState(nodes)
+    by_name = {p.name: p for p in seq}
+    for name, node, gpus in result.placements:
+        state.allocate(by_name[name], state.index_of(node), gpus)
+    assert abs(100.0 * state.allocated_gpu_milli() / capacity - result.allocated_pct_final) < 1e-9
+    # On this instance priorities pay off: more production pods run at the end than without them.
+    running = {name for name, _, _ in result.placements}
+    plain_running = {name for name, _, _ in replay_with_repack(
+        nodes, seq, "ome", TargetWorkload.from_pods(pods), seed=4, every_pods=8, budget_moves=4, settings=FAST,
+        keep_placements=True).placements}
+    assert sum(by_name[n].priority for n in running) > sum(by_name[n].priority for n in plain_running)

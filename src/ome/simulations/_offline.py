@@ -14,7 +14,9 @@ L % of capacity, exactly where ``_replay.replay`` records it.
   (``ome.solver.cpsat.repack``) may move up to `budget_moves` running pods to place them.
   Also a different setting from strict online (it migrates pods), and not comparable 1:1
   with the optimum: a rescheduler never drops a running pod (CPU-only ones included), while
-  the optimum chooses which arrived pods to serve and ignores CPU-only pods.
+  the optimum chooses which arrived pods to serve and ignores CPU-only pods. With `preempt`
+  ("ome-preempt-repack") priorities count: online preemption as in ``_preempt``, and repacks
+  that may evict lower-priority pods for waiting higher-priority ones.
 """
 
 from __future__ import annotations
@@ -25,13 +27,15 @@ from collections.abc import Sequence
 import numpy as np
 
 from ome.domain import MILLI, Assignment, Node, PodRequest
-from ome.solver import Bind, ClusterArrays, TargetWorkload, make_policy, place_one
+from ome.solver import Bind, ClusterArrays, PlanContext, TargetWorkload, make_policy, place_one
 from ome.solver.cpsat import OptimumResult, SolverSettings, repack, solve_optimum
 
+from ._preempt import preempt_for
 from ._replay import CURVE_LEVELS, LEVELS, ReplayResult
 
 OPTIMUM = "optimum"
 OME_REPACK = "ome-repack"
+OME_PREEMPT_REPACK = "ome-preempt-repack"
 
 
 def level_prefixes(sequence: Sequence[PodRequest], capacity_milli: int, levels: Sequence[int] = LEVELS) -> dict[int, int]:
@@ -112,6 +116,7 @@ def replay_with_repack(
     settings: SolverSettings = SolverSettings(),
     *,
     keep_placements: bool = False,
+    preempt: bool = False,
 ) -> ReplayResult:
     """Online replay with `base_policy` plus a repack every `every_pods` arrivals.
 
@@ -121,6 +126,12 @@ def replay_with_repack(
     the online replay records them), failed = pods still waiting at the end, and extra
     moves (total pods moved), repacks, repack_seconds, placed_by_repack. keep_placements:
     also list the final (pod, node, GPUs) in result.placements.
+
+    `preempt` ("ome-preempt-repack"): priorities count, as in a cluster that has them. A pod
+    that fits nowhere first preempts lower-priority pods as `ome-preempt` does (its victims
+    are offered again at once, else they wait), and each repack may also evict pods of a
+    lower priority than the highest waiting one (`repack(evict_below=...)`); evicted pods
+    wait. extra: preemptions and evicted (both ways) too.
     """
     if every_pods < 1:
         raise ValueError("every_pods must be >= 1")
@@ -128,30 +139,47 @@ def replay_with_repack(
     cluster = ClusterArrays(nodes)
     policy = make_policy(base_policy, seed=seed, target=target)
     rng = np.random.default_rng(seed)
-    result = ReplayResult(OME_REPACK, seed)
+    ctx = PlanContext.build(nodes) if preempt else None
+    result = ReplayResult(OME_PREEMPT_REPACK if preempt else OME_REPACK, seed)
     capacity = cluster.gpu_capacity_milli
     assignments: dict[int, Assignment] = {}
     waiting: list[int] = []
     arrived = 0
     levels, curve = list(LEVELS), list(CURVE_LEVELS)
-    moves = repacks = placed_by_repack = 0
+    moves = repacks = placed_by_repack = preemptions = evicted = 0
     repack_seconds = 0.0
+
+    def place(k: int) -> bool:
+        decision = place_one(cluster, sequence[k], policy, rng, tie_break="first")
+        if not isinstance(decision, Bind):
+            return False
+        assignments[k] = cluster.allocate(sequence[k], decision.node, decision.gpus)
+        policy.observe(cluster, sequence[k], decision.node, decision.gpus)
+        return True
+
     for i, pod in enumerate(sequence):
         arrived += pod.gpu_demand_milli
-        decision = place_one(cluster, pod, policy, rng, tie_break="first")
-        if isinstance(decision, Bind):
-            assignments[i] = cluster.allocate(pod, decision.node, decision.gpus)
-            policy.observe(cluster, pod, decision.node, decision.gpus)
-        else:
-            waiting.append(i)
+        if not place(i):
+            victims = preempt_for(cluster, ctx, assignments, i, pod) if ctx is not None else None
+            if victims is None:
+                waiting.append(i)
+            else:
+                preemptions += 1
+                evicted += len(victims)
+                policy.observe(cluster, pod, assignments[i].node, assignments[i].gpus)
+                waiting += [k for k in victims if not place(k)]
         if (i + 1) % every_pods == 0 and waiting:
             order = sorted(assignments)
-            r = repack(nodes, [assignments[k] for k in order], budget_moves, settings,
-                       pending=[sequence[k] for k in waiting])
+            pending = [sequence[k] for k in waiting]
+            urgent = max((p.priority for p in pending if p.num_gpu), default=None) if preempt else None
+            r = repack(nodes, [assignments[k] for k in order], budget_moves, settings, pending=pending,
+                       evict_below=urgent)
             repacks += 1
             moves += len(r.moves)
+            evicted += len(r.evicted)
             repack_seconds += r.seconds
-            cluster, assignments, waiting, newly = _apply_repack(nodes, sequence, order, waiting, r.new_assignments)
+            cluster, assignments, waiting, newly = _apply_repack(nodes, sequence, order, waiting, r.new_assignments,
+                                                                 r.evicted)
             placed_by_repack += newly
         allocated = cluster.allocated_gpu_milli()
         unalloc = 100.0 - 100.0 * allocated / capacity
@@ -167,14 +195,17 @@ def replay_with_repack(
     result.seconds = time.perf_counter() - t0
     result.extra.update(moves=moves, repacks=repacks, repack_seconds=repack_seconds, placed_by_repack=placed_by_repack,
                         every_pods=every_pods, budget_moves=budget_moves)
+    if preempt:
+        result.extra.update(preemptions=preemptions, evicted=evicted)
     return result
 
 
 def _apply_repack(
     nodes: Sequence[Node], sequence: Sequence[PodRequest], placed: Sequence[int], waiting: Sequence[int],
-    new: Sequence[Assignment],
+    new: Sequence[Assignment], evicted: Sequence[PodRequest] = (),
 ) -> tuple[ClusterArrays, dict[int, Assignment], list[int], int]:
-    """Rebuild the cluster from the repack's assignments, mapping them back to sequence indices.
+    """Rebuild the cluster from the repack's assignments, mapping them back to sequence indices;
+    the `evicted` running pods join the waiting ones.
 
     repack() returns one Assignment per placed pod, its pods being the inputs (placed first,
     then waiting) in that order, so pods are matched by identity in input order.
@@ -188,11 +219,12 @@ def _apply_repack(
     for a in new:
         k = by_pod[id(a.pod)].pop(0)
         assignments[k] = cluster.allocate(a.pod, a.node, a.gpus)
-    missing = [k for k in placed if k not in assignments]
+    gone = {id(p) for p in evicted}
+    missing = [k for k in placed if k not in assignments and id(sequence[k]) not in gone]
     if missing:
         raise AssertionError(f"repack dropped {len(missing)} running pods")
     still = [k for k in waiting if k not in assignments]
-    return cluster, assignments, still, len(waiting) - len(still)
+    return cluster, assignments, still + [k for k in placed if k not in assignments], len(waiting) - len(still)
 
 
 def _optimum_runner(
@@ -210,8 +242,16 @@ def _repack_runner(
                               settings=SolverSettings(max_time_in_seconds=seconds or 20.0, random_seed=seed))
 
 
-# name -> runner(nodes, sequence, target, seed); picked up by _run (the CLI's --policy).
-RUNNERS = {OPTIMUM: _optimum_runner, OME_REPACK: _repack_runner}
+def _preempt_repack_runner(
+    nodes: Sequence[Node], sequence: Sequence[PodRequest], target: TargetWorkload, seed: int, seconds: float | None
+) -> ReplayResult:
+    # ome-repack's settings, with priorities: online preemption and repacks that may evict.
+    return replay_with_repack(nodes, sequence, "ome", target, seed, every_pods=500, budget_moves=1000,
+                              settings=SolverSettings(max_time_in_seconds=seconds or 20.0, random_seed=seed), preempt=True)
 
-__all__ = ["OME_REPACK", "OPTIMUM", "RUNNERS", "level_prefixes", "optimum_levels", "optimum_replay",
+
+# name -> runner(nodes, sequence, target, seed); picked up by _run (the CLI's --policy).
+RUNNERS = {OPTIMUM: _optimum_runner, OME_REPACK: _repack_runner, OME_PREEMPT_REPACK: _preempt_repack_runner}
+
+__all__ = ["OME_PREEMPT_REPACK", "OME_REPACK", "OPTIMUM", "RUNNERS", "level_prefixes", "optimum_levels", "optimum_replay",
            "replay_with_repack", "solve_levels"]

@@ -62,7 +62,7 @@ def replay_with_preemption(
     for i, pod in enumerate(sequence):
         arrived += pod.gpu_demand_milli
         if not place(i):
-            victims = _preempt(cluster, ctx, running, i, pod)
+            victims = preempt_for(cluster, ctx, running, i, pod)
             if victims is None:
                 failed += 1
             else:
@@ -92,9 +92,10 @@ def replay_with_preemption(
     return result
 
 
-def _preempt(cluster: ClusterArrays, ctx: PlanContext, running: dict[int, Assignment], i: int,
+def preempt_for(cluster: ClusterArrays, ctx: PlanContext, running: dict[int, Assignment], i: int,
              pod: PodRequest) -> list[int] | None:
-    """Evict the victims select_victims picks for `pod` and place it; None (nothing changed) if none will do."""
+    """Evict the victims select_victims picks for `pod` (sequence index i) and place it; returns
+    the victims' indices, or None (nothing changed) if no set of lower-priority pods will do."""
     lower = {k: a for k, a in running.items() if a.pod.priority < pod.priority}
     if not lower:
         return None
@@ -133,4 +134,4 @@ def _preempt_runner(
 
 RUNNERS = {OME_PREEMPT: _preempt_runner}
 
-__all__ = ["OME_PREEMPT", "RUNNERS", "replay_with_preemption"]
+__all__ = ["OME_PREEMPT", "RUNNERS", "preempt_for", "replay_with_preemption"]
