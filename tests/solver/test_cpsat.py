@@ -7,7 +7,6 @@ through ome.domain.ClusterState, the exact reference allocator.
 from __future__ import annotations
 
 import itertools
-from dataclasses import replace
 from collections import Counter
 from collections.abc import Sequence
 
@@ -425,42 +424,6 @@ def test_repack_stays_feasible_and_within_budget(instance: tuple[list[Node], lis
     assert set(before) <= set(after), "a running pod was evicted"
     changed = {k for k in before if before[k] != after[k]}
     assert changed == {id(m.pod) for m in result.moves}
-
-
-def test_repack_may_evict_a_lower_priority_pod_for_a_higher_priority_one() -> None:
-    # One GPU holds a best-effort 810; a production whole-GPU pod waits. Only evict_below lets
-    # the repack preempt it, and only for a pod of at least that priority.
-    nodes = [node("a", gpus=1, cpu=8_000)]
-    state = ClusterState(nodes)
-    placed = [state.allocate(replace(pod("be", milli=810), priority=0), 0, (0,))]
-    urgent, same = replace(pod("ls"), priority=1), replace(pod("be2"), priority=0)
-    assert repack(nodes, placed, 5, FAST, pending=[urgent]).evicted == []
-    result = repack(nodes, placed, 5, FAST, pending=[urgent], evict_below=1)
-    assert [p.name for p in result.evicted] == ["be"] and [p.name for p in result.placed] == ["ls"]
-    assert result.moves == [] and result.allocated_after == verify(nodes, result.new_assignments) == MILLI
-    assert repack(nodes, placed, 5, FAST, pending=[same], evict_below=1).evicted == []  # no priority reason
-    assert repack(nodes, placed, 0, FAST, pending=[urgent], evict_below=1).evicted == []  # no budget
-
-
-@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(repack_instances(), st.data())
-def test_a_preempting_repack_evicts_only_lower_priority_within_budget(
-    instance: tuple[list[Node], list[PodRequest], int], data: st.DataObject
-) -> None:
-    nodes, pods, budget = instance
-    pods = [replace(p, priority=data.draw(st.integers(0, 1))) for p in pods]
-    placed, pending = online(nodes, pods)
-    result = repack(nodes, placed, budget, SolverSettings(max_time_in_seconds=0.5, num_workers=1), pending=pending,
-                    evict_below=1)
-    assert verify(nodes, result.new_assignments) == result.allocated_after
-    assert len(result.moves) + len(result.evicted) <= budget
-    assert all(p.priority < 1 for p in result.evicted)
-    before = {id(a.pod): (a.node, a.gpus) for a in placed}
-    after = {id(a.pod): (a.node, a.gpus) for a in result.new_assignments}
-    assert set(before) - set(after) == {id(p) for p in result.evicted}
-    # Evictions are paid for: the higher-priority pods placed hold at least the GPU they freed.
-    paid = sum(p.gpu_demand_milli for p in result.placed if p.priority >= 1)
-    assert sum(p.gpu_demand_milli for p in result.evicted) <= paid
 
 
 def test_conversion_is_undone_when_a_cpu_only_pod_finds_no_room() -> None:

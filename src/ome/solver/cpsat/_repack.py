@@ -8,14 +8,12 @@ Passes, in order:
   4. target-guided migration (``_switch``): an optimum-style target for placed + waiting GPU
      pods, matched node by node to the current contents; CP-SAT chooses the node
      conversions that place the most waiting GPU milli with at most `budget_moves` moved
-     pods (with `evict_below`, lower-priority pods may be left out of the target and evicted,
-     as far as higher-priority waiting pods pay for them); then waiting pods that now fit
-     are placed (zero moves);
+     pods; then waiting pods that now fit are placed (zero moves);
   5. large-neighbourhood search in KEEP mode (``_window``) with the moves and time left:
      windows of nodes with idle GPU (plus CPU-rich and busy nodes) re-solved exactly; a
      placed pod stays on its node and GPUs or moves inside the window;
-  6. moves are the pods whose (node, GPUs) changed; no placed pod is ever left unplaced but
-     the evicted ones; the result is replayed through ome.domain.ClusterState.
+  6. moves are the pods whose (node, GPUs) changed; no placed pod is ever left unplaced;
+     the result is replayed through ome.domain.ClusterState.
 """
 
 from __future__ import annotations
@@ -52,9 +50,8 @@ class Move:
 
 @dataclass(frozen=True, slots=True)
 class RepackResult:
-    """new_assignments: every pod placed after the repack (all previously placed pods but the
-    evicted ones included); moves: the pods among them whose node or GPUs changed
-    (len(moves) + len(evicted) <= budget);
+    """new_assignments: every pod placed after the repack (all previously placed pods included);
+    moves: the pods among them whose node or GPUs changed (len(moves) <= budget);
     allocated_before/after: GPU milli; bound: no repack of these pods can allocate more;
     placed: waiting pods the repack placed (moved or not)."""
 
@@ -66,7 +63,6 @@ class RepackResult:
     seconds: float
     placed: list[PodRequest] = field(default_factory=list)
     stats: dict[str, float] = field(default_factory=dict)
-    evicted: list[PodRequest] = field(default_factory=list)  # running pods preempted (evict_below)
 
     @property
     def gap_milli(self) -> int:
@@ -81,16 +77,10 @@ def repack(
     *,
     pending: Sequence[PodRequest] = (),
     window_seconds: float = 0.25,
-    evict_below: int | None = None,
 ) -> RepackResult:
     """Repack `assignments` on `nodes`, moving at most `budget_moves` pods, to place `pending` pods
     and raise allocated GPU milli. Runs for at most settings.max_time_in_seconds (plus the
-    final verification). Inputs are not mutated.
-
-    `evict_below`: running pods of a lower priority may also be evicted (preempted), but only
-    as far as pending pods of at least that priority, placed, pay for their GPU milli; evicted
-    pods count against `budget_moves` and are listed in `evicted` (a preempting rescheduler).
-    None: nothing is evicted."""
+    final verification). Inputs are not mutated."""
     if budget_moves < 0:
         raise ValueError("budget_moves must be >= 0")
     t0 = time.perf_counter()
@@ -117,14 +107,9 @@ def repack(
 
     # 4. target-guided migration
     switch_moves = 0
-    evictable: frozenset[int] = frozenset()
-    urgent: frozenset[int] = frozenset()
-    if evict_below is not None:
-        evictable = frozenset(p for p in original if pods[p].priority < evict_below)
-        urgent = frozenset(p for p in waiting if pods[p].priority >= evict_below)
     if budget_moves > 0 and any(pods[p].num_gpu for p in waiting):
         switch_moves = migrate(state, waiting, types, budget_moves, settings, t0 + 0.85 * settings.max_time_in_seconds,
-                               bound=bound, evictable=evictable if urgent else frozenset(), urgent=urgent)
+                               bound=bound)
         fill(state, sorted(waiting))
         waiting = {p for p in waiting if p not in state.placement}
 
@@ -135,16 +120,15 @@ def repack(
         stop=lambda: state.milli >= bound and not waiting,
     ) if budget_moves - switch_moves > 0 and waiting else None
 
-    # 6. read off moves and evictions; verify
+    # 6. read off moves; verify
     moves = [
         Move(pods[p], original[p][0], state.placement[p][0], state.placement[p][1], original[p][1])
-        for p in sorted(original) if p in state.placement and state.placement[p] != original[p]
+        for p in sorted(original) if state.placement.get(p) != original[p]
     ]
-    evicted = [p for p in sorted(original) if p not in state.placement]
-    if any(p not in evictable for p in evicted):
-        raise AssertionError("repack evicted a placed pod it may not evict")
-    if len(moves) + len(evicted) > budget_moves:
-        raise AssertionError(f"repack moved {len(moves)} and evicted {len(evicted)} pods with a budget of {budget_moves}")
+    if any(p not in state.placement for p in original):
+        raise AssertionError("repack evicted a placed pod")
+    if len(moves) > budget_moves:
+        raise AssertionError(f"repack moved {len(moves)} pods with a budget of {budget_moves}")
     new_assignments = state.assignments()
     after = verify(nodes, new_assignments)
     placed = [pods[p] for p in waiting_idx if p in state.placement]
@@ -152,5 +136,4 @@ def repack(
                               "switch_moves": switch_moves}
     if stats is not None:
         info.update(windows=stats.windows, improved=stats.improved, solve_seconds=stats.solve_seconds)
-    return RepackResult(new_assignments, moves, before, after, bound, time.perf_counter() - t0, placed, info,
-                        [pods[p] for p in evicted])
+    return RepackResult(new_assignments, moves, before, after, bound, time.perf_counter() - t0, placed, info)

@@ -142,57 +142,38 @@ class Conversion:
 
 
 def choose(
-    state: PackingState, convs: Sequence[Conversion], waiting: set[int], budget: int, settings: SolverSettings, seconds: float,
-    evictable: frozenset[int] = frozenset(), urgent: frozenset[int] = frozenset(),
+    state: PackingState, convs: Sequence[Conversion], waiting: set[int], budget: int, settings: SolverSettings, seconds: float
 ) -> list[Conversion]:
     """Which conversions to carry out (CP-SAT):
 
-        x[X] in {0,1};  net_s = sum_X x[X] (arrivals_Xs - leavers_Xs) >= new_s - evict_s
-        0 <= new_s <= waiting_s;  0 <= evict_s <= sum_X x[X] |evictable leavers_Xs|
-        sum_X x[X] |leavers_X| <= budget                  (evicted pods are leavers too)
-        sum_s u_s k_s evict_s <= sum_s u_s k_s urgent_new_s   (evictions pay for urgent pods)
-        maximise  W * sum_s u_s k_s (new_s - evict_s) + sum_s new_s - sum_X x[X] |leavers_X|
-
-    Without `evictable` pods evict_s is 0: every leaving pod lands in a slot. `urgent` waiting
-    pods (those of a priority the evictable pods lack) are the only ones an eviction may serve.
+        x[X] in {0,1};  net_s = sum_X x[X] (arrivals_Xs - leavers_Xs) >= 0   (moved pods land)
+        0 <= new_s <= min(waiting_s, net_s)                                  (waiting pods placed)
+        sum_X x[X] |leavers_X| <= budget
+        maximise  W * sum_s u_s k_s new_s + sum_s new_s - sum_X x[X] |leavers_X|
     """
     if not convs or budget <= 0:
         return []
     model = cp_model.CpModel()
     x = [model.new_bool_var(f"x[{c.node}]") for c in convs]
     net: dict[PodShape, list[tuple[int, cp_model.IntVar]]] = defaultdict(list)
-    may_evict: dict[PodShape, list[tuple[int, cp_model.IntVar]]] = defaultdict(list)
     for c, v in zip(convs, x):
         for sh, d in c.balance(state.shapes).items():
             if d:
                 net[sh].append((d, v))
-        for sh, k in Counter(state.shapes[p] for p in c.leavers if p in evictable).items():
-            may_evict[sh].append((k, v))
     waiting_counts = Counter(state.shapes[p] for p in waiting)
-    urgent_counts = Counter(state.shapes[p] for p in waiting if p in urgent)
-    gained, evicted, served = [], [], []
+    gained = []
     for sh, terms in net.items():
         expr = sum(d * v for d, v in terms)
+        model.add(expr >= 0)
         cap = waiting_counts.get(sh, 0)
-        new = model.new_int_var(0, cap, f"new[{sh}]") if cap else 0
-        out = model.new_int_var(0, sum(k for k, _ in may_evict[sh]), f"evict[{sh}]") if sh in may_evict else 0
-        if sh in may_evict:
-            model.add(out <= sum(k * v for k, v in may_evict[sh]))
-            evicted.append((sh, out))
-        model.add(expr >= new - out)
         if cap:
+            new = model.new_int_var(0, cap, f"new[{sh.cpu_milli}c,{sh.num_gpu}x{sh.gpu_milli}]")
+            model.add(new <= expr)
             gained.append((sh, new))
-            if urgent_counts.get(sh):
-                hot = model.new_int_var(0, urgent_counts[sh], f"urgent[{sh}]")
-                model.add(hot <= new)
-                served.append((sh, hot))
-    if evicted:
-        model.add(sum(sh.demand_milli * n for sh, n in evicted) <= sum(sh.demand_milli * n for sh, n in served))
     moves = sum(len(c.leavers) * v for c, v in zip(convs, x))
     model.add(moves <= budget)
     weight = len(waiting) + budget + 1
-    model.maximize(weight * (sum(sh.demand_milli * n for sh, n in gained) - sum(sh.demand_milli * n for sh, n in evicted))
-                   + sum(n for _, n in gained) - moves)
+    model.maximize(weight * sum(sh.demand_milli * n for sh, n in gained) + sum(n for _, n in gained) - moves)
     hint = _greedy_subset(state, convs, budget)
     for k, v in enumerate(x):
         model.add_hint(v, int(k in hint))
@@ -228,17 +209,13 @@ def _greedy_subset(state: PackingState, convs: Sequence[Conversion], budget: int
     return chosen
 
 
-def apply(state: PackingState, chosen: Sequence[Conversion], waiting: set[int],
-          evictable: frozenset[int] = frozenset(), urgent: frozenset[int] = frozenset()) -> int | None:
+def apply(state: PackingState, chosen: Sequence[Conversion], waiting: set[int]) -> int | None:
     """Carry out the conversions at once (movers are evicted, then re-created in their slots,
     as a rescheduler does; CPU-only leavers beyond their shape's slots go back to their node if
-    it still has room, else best fit elsewhere; `evictable` leavers beyond the slots are evicted
-    for good and join `waiting`; `urgent` waiting pods take free slots first). Returns the
-    number of pods that left their place, or None (state unchanged) when such a CPU-only
-    leaver finds no room anywhere."""
+    it still has room, else best fit elsewhere). Returns the number of moved pods, or None
+    (state unchanged) when such a CPU-only leaver finds no room anywhere."""
     leavers: dict[PodShape, list[int]] = defaultdict(list)
     homeless: list[int] = []
-    gone: list[int] = []
     slots: dict[PodShape, list[Placement]] = defaultdict(list)
     for c in chosen:
         for p in c.leavers:
@@ -246,25 +223,21 @@ def apply(state: PackingState, chosen: Sequence[Conversion], waiting: set[int],
         for sh, gpus in c.arrivals:
             slots[sh].append((c.node, gpus))
     waiting_by_shape: dict[PodShape, list[int]] = defaultdict(list)
-    for p in sorted(waiting, key=lambda p: (p not in urgent, p)):
+    for p in sorted(waiting):
         waiting_by_shape[state.shapes[p]].append(p)
     plan: list[tuple[int, Placement]] = []
     for sh, movers in leavers.items():
         room = len(slots.get(sh, ()))
-        movers.sort(key=lambda p: (p in evictable, p))  # the evictable ones are the last to get a slot
         if room < len(movers):
-            extra = movers[room:]
-            del movers[room:]
-            gone += [p for p in extra if p in evictable]
-            extra = [p for p in extra if p not in evictable]
-            if extra and sh.num_gpu:
+            if sh.num_gpu:
                 raise AssertionError("conversion plan leaves a running pod without a slot")
-            homeless += extra
+            homeless += movers[room:]
+            del movers[room:]
     for sh, places in slots.items():
         movers = leavers.get(sh, [])
         fresh = waiting_by_shape.get(sh, [])[: len(places) - len(movers)]
         plan += list(zip(movers + fresh, places))
-    moved = [p for ps in leavers.values() for p in ps] + homeless + gone
+    moved = [p for ps in leavers.values() for p in ps] + homeless
     before = {p: state.placement[p] for p in moved}
     for p in moved:
         state.remove(p)
@@ -302,8 +275,7 @@ def apply(state: PackingState, chosen: Sequence[Conversion], waiting: set[int],
         done.append(p)
     for p, _ in plan:
         waiting.discard(p)
-    waiting.update(gone)
-    return sum(1 for p in moved if state.placement.get(p) != before[p])
+    return sum(1 for p in moved if state.placement[p] != before[p])
 
 
 def migrate(
@@ -314,18 +286,13 @@ def migrate(
     settings: SolverSettings,
     deadline: float,
     bound: int | None = None,
-    evictable: frozenset[int] = frozenset(),
-    urgent: frozenset[int] = frozenset(),
 ) -> int:
-    """Move toward an optimum-style target; returns the pods that left their place (<= budget).
+    """Move toward an optimum-style target; returns moves made (<= budget).
 
     The target comes from ``solve_optimum`` over placed + waiting GPU pods and the placed
-    CPU-only pods, warm-started from the current placement and keeping every running pod but
-    the `evictable` ones, so it never packs less. CPU-only pods take the target's slots like
-    GPU pods; if no choice of conversions can be carried out so, the pass is redone with them
-    pinned to their nodes. Evictable pods the chosen conversions leave without a slot are
-    evicted (they join `waiting`), and only as far as `urgent` waiting pods placed pay for
-    their GPU milli (``choose``).
+    CPU-only pods, warm-started from the current placement and keeping every running pod, so
+    it never packs less. CPU-only pods take the target's slots like GPU pods; if no choice of
+    conversions can be carried out so, the pass is redone with them pinned to their nodes.
     """
     from ._optimum import solve_optimum  # the optimum imports this module's siblings only
 
@@ -336,10 +303,8 @@ def migrate(
     seconds = deadline - time.perf_counter()
     if seconds <= 0.5:
         return 0
-    free_to_go = {id(state.pods[p]) for p in evictable}
     target = solve_optimum(state.nodes, sub, replace(settings, max_time_in_seconds=0.65 * seconds), start=start,
-                           known_bound=bound, keep_started=True, keep=lambda pod: id(pod) not in free_to_go,
-                           bound_from_duals=False)
+                           known_bound=bound, keep_started=True, bound_from_duals=False)
     if target.allocated_milli <= state.milli:
         return 0
     target_nodes: dict[int, list[tuple[PodShape, tuple[int, ...]]]] = defaultdict(list)
@@ -350,9 +315,8 @@ def migrate(
     for cpu_only_move in (True, False):
         convs = _conversions(state, types, target_nodes, cpu_only_move)
         left = deadline - time.perf_counter()
-        chosen = choose(state, convs, waiting, budget, settings, max(0.1, left if not cpu_only_move else 0.7 * left),
-                        evictable, urgent)
-        moves = apply(state, chosen, waiting, evictable, urgent)
+        chosen = choose(state, convs, waiting, budget, settings, max(0.1, left if not cpu_only_move else 0.7 * left))
+        moves = apply(state, chosen, waiting)
         if moves is not None:
             return moves
     return 0
