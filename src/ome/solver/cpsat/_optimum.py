@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -121,7 +121,6 @@ def solve_optimum(
     start: Sequence[Assignment] | None = None,
     known_bound: int | None = None,
     keep_started: bool = False,
-    keep: Callable[[PodRequest], bool] | None = None,
     bound_from_duals: bool = True,
 ) -> OptimumResult:
     """Most GPU milli allocatable by packing `pods` at once on empty `nodes`, with a proven bound.
@@ -131,8 +130,7 @@ def solve_optimum(
     caller already proved for these pods (the aggregated LP is then not solved again).
     `keep_started`: the packing must hold, for every pod shape, at least as many pods as
     `start` places (a rescheduler's target: running pods may move but not be dropped),
-    CPU-only shapes included. `keep`: with keep_started, only the started pods it accepts
-    count (the others, say preemptible ones, may be left out; they still warm-start).
+    CPU-only shapes included.
     `bound_from_duals`: spend part of the time proving a tighter bound from the column
     generation's duals; a caller that only wants the packing (the repack's target) turns it off.
     """
@@ -145,8 +143,7 @@ def solve_optimum(
     gpu_pods = [i for i, p in enumerate(pods) if p.num_gpu]
     started = _start_indices(pods, start) if start else []
     # The pods the packing may hold: GPU pods, and CPU-only pods only where they must be kept.
-    kept = keep or (lambda pod: True)
-    packed = sorted(gpu_pods + [p for p, a in started if keep_started and not a.pod.num_gpu and kept(a.pod)])
+    packed = sorted(gpu_pods + [p for p, a in started if keep_started and not a.pod.num_gpu])
     types = node_types(nodes, [i for i, n in enumerate(nodes) if n.gpu_count])
     reps = [t.node() for t in types]
     fits_somewhere = {s: any(fits_type(s, r) for r in reps) for s in {state.shapes[p] for p in packed}}
@@ -158,7 +155,7 @@ def solve_optimum(
     for p, a in started:
         if p in packable:
             state.place(p, (a.node, a.gpus))
-    minimum = Counter(state.shapes[p] for p in state.placement if kept(pods[p])) if keep_started else None
+    minimum = Counter(state.shapes[p] for p in state.placement) if keep_started else None
     waiting = set(fill(state, [p for p in packed if p not in state.placement]))
     stats["start_milli"] = state.milli
 
