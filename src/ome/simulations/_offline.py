@@ -15,8 +15,8 @@ L % of capacity, exactly where ``_replay.replay`` records it.
   Also a different setting from strict online (it migrates pods), and not comparable 1:1
   with the optimum: a rescheduler never drops a running pod (CPU-only ones included), while
   the optimum chooses which arrived pods to serve and ignores CPU-only pods. With `preempt`
-  ("ome-preempt-repack") priorities count: online preemption as in ``_preempt``, and repacks
-  that may evict lower-priority pods for waiting higher-priority ones.
+  ("ome-preempt-repack") priorities count: online preemption as in ``_preempt``, then the
+  same repacks.
 """
 
 from __future__ import annotations
@@ -127,11 +127,10 @@ def replay_with_repack(
     moves (total pods moved), repacks, repack_seconds, placed_by_repack. keep_placements:
     also list the final (pod, node, GPUs) in result.placements.
 
-    `preempt` ("ome-preempt-repack"): priorities count, as in a cluster that has them. A pod
+    `preempt` ("ome-preempt-repack"): priorities count, as in a cluster that has them: a pod
     that fits nowhere first preempts lower-priority pods as `ome-preempt` does (its victims
-    are offered again at once, else they wait), and each repack may also evict pods of a
-    lower priority than the highest waiting one (`repack(evict_below=...)`); evicted pods
-    wait. extra: preemptions and evicted (both ways) too.
+    are offered again at once, else they wait). The repacks only move pods, as before.
+    extra: preemptions and evicted too.
     """
     if every_pods < 1:
         raise ValueError("every_pods must be >= 1")
@@ -170,16 +169,12 @@ def replay_with_repack(
                 waiting += [k for k in victims if not place(k)]
         if (i + 1) % every_pods == 0 and waiting:
             order = sorted(assignments)
-            pending = [sequence[k] for k in waiting]
-            urgent = max((p.priority for p in pending if p.num_gpu), default=None) if preempt else None
-            r = repack(nodes, [assignments[k] for k in order], budget_moves, settings, pending=pending,
-                       evict_below=urgent)
+            r = repack(nodes, [assignments[k] for k in order], budget_moves, settings,
+                       pending=[sequence[k] for k in waiting])
             repacks += 1
             moves += len(r.moves)
-            evicted += len(r.evicted)
             repack_seconds += r.seconds
-            cluster, assignments, waiting, newly = _apply_repack(nodes, sequence, order, waiting, r.new_assignments,
-                                                                 r.evicted)
+            cluster, assignments, waiting, newly = _apply_repack(nodes, sequence, order, waiting, r.new_assignments)
             placed_by_repack += newly
         allocated = cluster.allocated_gpu_milli()
         unalloc = 100.0 - 100.0 * allocated / capacity
@@ -202,10 +197,9 @@ def replay_with_repack(
 
 def _apply_repack(
     nodes: Sequence[Node], sequence: Sequence[PodRequest], placed: Sequence[int], waiting: Sequence[int],
-    new: Sequence[Assignment], evicted: Sequence[PodRequest] = (),
+    new: Sequence[Assignment],
 ) -> tuple[ClusterArrays, dict[int, Assignment], list[int], int]:
-    """Rebuild the cluster from the repack's assignments, mapping them back to sequence indices;
-    the `evicted` running pods join the waiting ones.
+    """Rebuild the cluster from the repack's assignments, mapping them back to sequence indices.
 
     repack() returns one Assignment per placed pod, its pods being the inputs (placed first,
     then waiting) in that order, so pods are matched by identity in input order.
@@ -219,12 +213,11 @@ def _apply_repack(
     for a in new:
         k = by_pod[id(a.pod)].pop(0)
         assignments[k] = cluster.allocate(a.pod, a.node, a.gpus)
-    gone = {id(p) for p in evicted}
-    missing = [k for k in placed if k not in assignments and id(sequence[k]) not in gone]
+    missing = [k for k in placed if k not in assignments]
     if missing:
         raise AssertionError(f"repack dropped {len(missing)} running pods")
     still = [k for k in waiting if k not in assignments]
-    return cluster, assignments, still + [k for k in placed if k not in assignments], len(waiting) - len(still)
+    return cluster, assignments, still, len(waiting) - len(still)
 
 
 def _optimum_runner(
@@ -245,7 +238,7 @@ def _repack_runner(
 def _preempt_repack_runner(
     nodes: Sequence[Node], sequence: Sequence[PodRequest], target: TargetWorkload, seed: int, seconds: float | None
 ) -> ReplayResult:
-    # ome-repack's settings, with priorities: online preemption and repacks that may evict.
+    # ome-repack's settings, with priorities: online preemption as in ome-preempt.
     return replay_with_repack(nodes, sequence, "ome", target, seed, every_pods=500, budget_moves=1000,
                               settings=SolverSettings(max_time_in_seconds=seconds or 20.0, random_seed=seed), preempt=True)
 
