@@ -74,7 +74,7 @@ def test_replay_with_repack_keeps_a_feasible_cluster_and_counts_moves() -> None:
     assert abs(100.0 * state.allocated_gpu_milli() / capacity - result.allocated_pct_final) < 1e-9
 
 
-def test_replay_with_preempting_repacks_only_evicts_lower_priority_and_stays_feasible() -> None:
+def test_replay_with_repack_and_preemption_stays_feasible_and_serves_more_production_pods() -> None:
     nodes, pods = small_cluster()
     pods = [replace(p, priority=k % 2) for k, p in enumerate(pods)]  # every other pod best-effort
     capacity = sum(n.gpu_count for n in nodes) * MILLI
