@@ -13,7 +13,9 @@ Passes, per member of the preemptor (a gang's members in order, on distinct node
               there could hold the member
   3. subsets  on each remaining node, every subset of the units there (exhaustive up to
               MAX_EXACT units, else greedy add-then-reprieve like kube-scheduler), keeping
-              only subsets whose pods fit within every PodDisruptionBudget's allowance
+              only subsets whose pods fit within every PodDisruptionBudget's allowance;
+              nodes go in order of the GPU milli victims must free there at least, and a
+              node or subset size that cannot beat the best so far is skipped (same result)
   4. choose   the subset and node with the smallest key (lower wins):
                 (highest victim priority, GPU milli disrupted, victim count,
                  sum of victim priorities, tier index, node name)
