@@ -119,8 +119,8 @@ def main() -> None:
         for p in ours:
             block = data["policies"].get(p, {}).get("unallocated_gpu_pct", {})
             cells.append(f"{block[args.level]['median']:.2f}" if args.level in block else "-")
-        cells.append(f"{fgd.get(args.level, float('nan')):.2f}")
-        cells.append(f"{pub.get((trace, '05-BestFit'), {}).get(args.level, float('nan')):.2f}")
+        for row in (fgd, pub.get((trace, "05-BestFit"), {})):
+            cells.append(f"{row[args.level]:.2f}" if args.level in row else "-")
         ome = data["policies"].get("ome", {}).get("unallocated_gpu_pct", {})
         if ome and fgd:
             cells.append(f"{ome[args.level]['median'] / fgd[args.level]:.2f}")
