@@ -93,7 +93,7 @@ def replay_with_preemption(
 
 
 def preempt_for(cluster: ClusterArrays, ctx: PlanContext, running: dict[int, Assignment], i: int,
-             pod: PodRequest) -> list[int] | None:
+                pod: PodRequest) -> list[int] | None:
     """Evict the victims select_victims picks for `pod` (sequence index i) and place it; returns
     the victims' indices, or None (nothing changed) if no set of lower-priority pods will do."""
     lower = {k: a for k, a in running.items() if a.pod.priority < pod.priority}
