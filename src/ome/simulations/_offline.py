@@ -27,11 +27,11 @@ from collections.abc import Sequence
 import numpy as np
 
 from ome.domain import MILLI, Assignment, Node, PodRequest
-from ome.solver import Bind, ClusterArrays, PlanContext, TargetWorkload, make_policy, place_one
+from ome.solver import ClusterArrays, PlanContext, TargetWorkload, make_policy
 from ome.solver.cpsat import OptimumResult, SolverSettings, repack, solve_optimum
 
-from ._preempt import preempt_for
-from ._replay import CURVE_LEVELS, LEVELS, ReplayResult
+from ._preempt import place_online, preempt_for
+from ._replay import CURVE_LEVELS, LEVELS, ReplayResult, record_levels
 
 OPTIMUM = "optimum"
 OME_REPACK = "ome-repack"
@@ -149,12 +149,7 @@ def replay_with_repack(
     repack_seconds = 0.0
 
     def place(k: int) -> bool:
-        decision = place_one(cluster, sequence[k], policy, rng, tie_break="first")
-        if not isinstance(decision, Bind):
-            return False
-        assignments[k] = cluster.allocate(sequence[k], decision.node, decision.gpus)
-        policy.observe(cluster, sequence[k], decision.node, decision.gpus)
-        return True
+        return place_online(cluster, policy, rng, sequence, assignments, k)
 
     for i, pod in enumerate(sequence):
         arrived += pod.gpu_demand_milli
@@ -176,12 +171,8 @@ def replay_with_repack(
             repack_seconds += r.seconds
             cluster, assignments, waiting, newly = _apply_repack(nodes, sequence, order, waiting, r.new_assignments)
             placed_by_repack += newly
-        allocated = cluster.allocated_gpu_milli()
-        unalloc = 100.0 - 100.0 * allocated / capacity
-        while curve and arrived * 100 >= curve[0] * capacity:
-            result.curve[curve.pop(0)] = unalloc
-        while levels and arrived * 100 >= levels[0] * capacity:
-            result.unallocated_pct[levels.pop(0)] = unalloc
+        unalloc = 100.0 - 100.0 * cluster.allocated_gpu_milli() / capacity
+        record_levels(result, arrived, capacity, unalloc, curve, levels)
     result.placed = len(assignments)
     result.failed = len(waiting)
     if keep_placements:

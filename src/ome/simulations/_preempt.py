@@ -25,11 +25,11 @@ import numpy as np
 
 from ome.domain import Assignment, Node, PodRequest
 from ome.solver import (
-    Bind, ClusterArrays, PlanContext, Preemption, ReplicaRequest, TargetWorkload, VictimUnit, make_policy, place_one,
-    select_victims,
+    Bind, ClusterArrays, PlanContext, Policy, Preemption, ReplicaRequest, TargetWorkload, VictimUnit, make_policy,
+    place_one, select_victims,
 )
 
-from ._replay import CURVE_LEVELS, LEVELS, ReplayResult
+from ._replay import CURVE_LEVELS, LEVELS, ReplayResult, record_levels
 
 OME_PREEMPT = "ome-preempt"
 
@@ -51,13 +51,8 @@ def replay_with_preemption(
     arrived = failed = preemptions = evicted = replaced = lost = 0
     levels, curve = list(LEVELS), list(CURVE_LEVELS)
 
-    def place(i: int) -> bool:
-        decision = place_one(cluster, sequence[i], policy, rng, tie_break="first")
-        if not isinstance(decision, Bind):
-            return False
-        running[i] = cluster.allocate(sequence[i], decision.node, decision.gpus)
-        policy.observe(cluster, sequence[i], decision.node, decision.gpus)
-        return True
+    def place(k: int) -> bool:
+        return place_online(cluster, policy, rng, sequence, running, k)
 
     for i, pod in enumerate(sequence):
         arrived += pod.gpu_demand_milli
@@ -76,12 +71,8 @@ def replay_with_preemption(
                         replaced += 1
                     else:
                         lost += 1
-        allocated = cluster.allocated_gpu_milli()
-        unalloc = 100.0 - 100.0 * allocated / capacity
-        while curve and arrived * 100 >= curve[0] * capacity:
-            result.curve[curve.pop(0)] = unalloc
-        while levels and arrived * 100 >= levels[0] * capacity:
-            result.unallocated_pct[levels.pop(0)] = unalloc
+        unalloc = 100.0 - 100.0 * cluster.allocated_gpu_milli() / capacity
+        record_levels(result, arrived, capacity, unalloc, curve, levels)
     result.placed = len(running)
     result.failed = failed + lost
     if keep_placements:
@@ -90,6 +81,18 @@ def replay_with_preemption(
     result.seconds = time.perf_counter() - t0
     result.extra.update(preemptions=preemptions, evicted=evicted, evicted_replaced=replaced, evicted_lost=lost)
     return result
+
+
+def place_online(cluster: ClusterArrays, policy: Policy, rng: np.random.Generator, sequence: Sequence[PodRequest],
+                 running: dict[int, Assignment], k: int) -> bool:
+    """Place sequence[k] where the policy says (first-node ties, as the replays break them)
+    and record it in `running`; False if it fits nowhere."""
+    decision = place_one(cluster, sequence[k], policy, rng, tie_break="first")
+    if not isinstance(decision, Bind):
+        return False
+    running[k] = cluster.allocate(sequence[k], decision.node, decision.gpus)
+    policy.observe(cluster, sequence[k], decision.node, decision.gpus)
+    return True
 
 
 def preempt_for(cluster: ClusterArrays, ctx: PlanContext, running: dict[int, Assignment], i: int,
@@ -134,4 +137,4 @@ def _preempt_runner(
 
 RUNNERS = {OME_PREEMPT: _preempt_runner}
 
-__all__ = ["OME_PREEMPT", "RUNNERS", "preempt_for", "replay_with_preemption"]
+__all__ = ["OME_PREEMPT", "RUNNERS", "place_online", "preempt_for", "replay_with_preemption"]

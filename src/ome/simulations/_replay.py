@@ -40,6 +40,15 @@ class ReplayResult:
         return (self.placed + self.failed) / self.seconds if self.seconds > 0 else 0.0
 
 
+def record_levels(result: ReplayResult, arrived: int, capacity: int, unalloc: float, curve: list[int], levels: list[int]) -> None:
+    """Record `unalloc` at every curve point and reported level that `arrived` milli has just
+    reached (both lists are consumed from the front)."""
+    while curve and arrived * 100 >= curve[0] * capacity:
+        result.curve[curve.pop(0)] = unalloc
+    while levels and arrived * 100 >= levels[0] * capacity:
+        result.unallocated_pct[levels.pop(0)] = unalloc
+
+
 def arrival_sequence(pods: Sequence[PodRequest], capacity_milli: int, inflation: float, seed: int) -> list[PodRequest]:
     """The trace's pods plus uniform resamples until demand >= inflation x capacity; shuffled."""
     rng = np.random.default_rng(seed)
