@@ -16,10 +16,13 @@ import csv
 import json
 import os
 import statistics
+import sys
 from pathlib import Path
 
+from ome.simulations._replay import LEVELS as REPLAY_LEVELS
+
 PUBLISHED = ("01-Random", "02-DotProd", "03-GpuClustering", "04-GpuPacking", "05-BestFit", "06-FGD")
-LEVELS = ("90", "95", "100", "105", "110", "120", "130")
+LEVELS = tuple(str(level) for level in REPLAY_LEVELS)  # the reports' keys
 
 
 def published(trace_dir: Path) -> dict[tuple[str, str], dict[str, float]]:
@@ -140,7 +143,7 @@ def main() -> None:
         panels.append((short, blocks, {k: v for (w, k), v in pub.items() if w == trace}, opt))
     if args.plot:
         plot(panels, args.level, args.plot)
-        print(f"\nwrote {args.plot}")
+        print(f"wrote {args.plot}", file=sys.stderr)  # stdout is the table
 
 
 if __name__ == "__main__":

@@ -28,12 +28,12 @@ def test_a_production_pod_evicts_a_best_effort_share_it_cannot_fit_beside() -> N
     assert (report["preemptions"]["median"], report["evicted"]["median"], report["evicted_lost"]["median"]) == (1, 1, 1)
 
 
-def test_equal_priority_never_preempts_and_a_victim_that_fits_elsewhere_is_replaced() -> None:
+def test_equal_priority_never_preempts_and_a_victim_with_no_room_left_is_lost() -> None:
     nodes = [Node("a", 8_000, 32_000, "T4", 1), Node("b", 4_000, 32_000, "T4", 1)]
     seq = [
-        PodRequest("be", 2_000, 4_000, 1, 500, priority=0),  # ome puts it on b, the tighter CPU fit
-        PodRequest("ls1", 4_000, 8_000, 1, MILLI, priority=1),  # takes a
-        PodRequest("ls2", 4_000, 8_000, 1, MILLI, priority=1),  # only b, after evicting be
+        PodRequest("be", 2_000, 4_000, 1, 500, priority=0),  # ome puts it on a
+        PodRequest("ls1", 4_000, 8_000, 1, MILLI, priority=1),  # takes b
+        PodRequest("ls2", 4_000, 8_000, 1, MILLI, priority=1),  # only a, after evicting be
         PodRequest("ls3", 4_000, 8_000, 1, MILLI, priority=1),  # nothing lower-priority left: fails
     ]
     result = replay_with_preemption(nodes, seq, "ome", TargetWorkload.from_pods(seq), seed=1, keep_placements=True)
