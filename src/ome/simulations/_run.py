@@ -10,7 +10,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from ome.domain import Node, PodRequest
-from ome.solver import ClusterArrays, TargetWorkload, make_policy
+from ome.solver import ClusterArrays, OmePolicy, SlotPlan, TargetWorkload, make_policy
 
 from ._replay import ReplayResult, arrival_sequence, replay
 from ._synthetic import synthetic_scenario
@@ -68,7 +68,21 @@ class Task:
 def known_settings() -> set[str]:
     from ome.solver import policy_names
 
-    return set(policy_names()) | set(_offline_runners())
+    return set(policy_names()) | set(_offline_runners()) | {OME_PLAN}
+
+
+OME_PLAN = "ome-plan"  # `ome` following a placement plan of the expected workload (ome.solver.cpsat.plan_slots)
+PLAN_SECONDS = 30.0
+
+
+@lru_cache(maxsize=4)
+def plan_for(s: Scenario) -> SlotPlan:
+    """The plan `ome-plan` follows on this scenario: its workload (the list the target workload
+    is built from) packed at 100 % of the cluster's GPUs; the same for every seed."""
+    from ome.solver.cpsat import SolverSettings, plan_slots  # ortools, only when a plan is asked for
+
+    nodes, pods = load_scenario(s)
+    return plan_slots(nodes, pods, settings=SolverSettings(max_time_in_seconds=s.solver_seconds or PLAN_SECONDS))
 
 
 def sequence_for(task: Task) -> tuple[tuple[Node, ...], list[PodRequest]]:
@@ -79,13 +93,17 @@ def sequence_for(task: Task) -> tuple[tuple[Node, ...], list[PodRequest]]:
     return nodes, arrival_sequence(pods, capacity, task.scenario.inflation, task.seed)
 
 
-def run_task(task: Task) -> ReplayResult:
+def run_task(task: Task, plan: SlotPlan | None = None) -> ReplayResult:
+    """One replay; `plan`: ome-plan's plan when the caller computed it (else computed here)."""
     nodes, seq = sequence_for(task)
     target = TargetWorkload.from_pods(load_scenario(task.scenario)[1])
     offline = _offline_runners().get(task.policy)
     if offline is not None:
         return offline(nodes, seq, target, task.seed, task.scenario.solver_seconds)
-    policy = make_policy(task.policy, seed=task.seed, target=target)
+    if task.policy == OME_PLAN:
+        policy = OmePolicy(target, plan=plan or plan_for(task.scenario))
+    else:
+        policy = make_policy(task.policy, seed=task.seed, target=target)
     return replay(ClusterArrays(nodes), seq, policy, seed=task.seed, target=target,
                   keep_placements=task.scenario.as_is, tie_break=task.scenario.tie_break)
 
@@ -102,8 +120,10 @@ def run_all(
             if on_done:
                 on_done(t, results[t])
     else:
+        # A plan is solved once per scenario, here, rather than in every worker at once.
+        plans = {t.scenario: plan_for(t.scenario) for t in tasks if t.policy == OME_PLAN}
         with ProcessPoolExecutor(max_workers=workers) as pool:
-            futures = {pool.submit(run_task, t): t for t in tasks}
+            futures = {pool.submit(run_task, t, plans.get(t.scenario)): t for t in tasks}
             for fut in as_completed(futures):
                 t = futures[fut]
                 results[t] = fut.result()

@@ -23,7 +23,8 @@ from ._planning import (
     plan_replicas,
 )
 from ._preemption import Preemption, VictimUnit, select_victims
-from .plugins import NEEDS_TARGET, make_policy, policy_names, register
+from .plugins import NEEDS_TARGET, OmePolicy, make_policy, policy_names, register
+from .plugins._slots import PodKind, SlotBook, SlotPlan, pod_kind
 
 __all__ = [
     "MAX_SCORE",
@@ -36,13 +37,17 @@ __all__ = [
     "FragModel",
     "Infeasible",
     "MemberPlacement",
+    "OmePolicy",
     "PlanContext",
+    "PodKind",
     "Policy",
     "PoolPrice",
     "Preemption",
     "ReplicaPlan",
     "ReplicaRequest",
     "Shape",
+    "SlotBook",
+    "SlotPlan",
     "TargetWorkload",
     "Tier",
     "VictimUnit",
@@ -54,6 +59,7 @@ __all__ = [
     "gpu_hour_prices",
     "make_policy",
     "place_one",
+    "pod_kind",
     "plan_replica",
     "plan_replicas",
     "policy_names",

@@ -7,6 +7,7 @@ never loads the CP-SAT runtime. Import it explicitly:
 """
 
 from ._optimum import FEASIBLE, OPTIMAL, OptimumResult, solve_optimum
+from ._plan import expected_pods, plan_slots
 from ._repack import Move, RepackResult, repack
 from ._settings import SolverSettings
 from ._state import verify
@@ -18,6 +19,8 @@ __all__ = [
     "OptimumResult",
     "RepackResult",
     "SolverSettings",
+    "expected_pods",
+    "plan_slots",
     "repack",
     "solve_optimum",
     "verify",

@@ -32,6 +32,8 @@ Nodes are ranked by a tuple, best first (each later key only breaks ties of the 
    CPU-poor type's GPUs will need, so CPU-only pods that fit there "for free" still starve
    them later. Where CPU is scarce, all of it is needed and packing it tightest wins.
 4. fewer free GPUs on the node overall (fill started nodes first).
+With a placement plan (``_slots.SlotPlan``, computed by ``ome.solver.cpsat.plan_slots``), a
+key comes before all of these: whether the node still has a free slot of the pod's kind.
 Exact ties go to the framework's tie rule (first node in list order in `ome simulate`, a hash
 of the pod in the extender unless configured). Scores handed to the extender are ranks
 mapped onto 0..100 (best node 100).
@@ -48,6 +50,7 @@ from .._fragmentation import TargetWorkload
 from .._framework import IntArray
 from ._common import tightest_gpus
 from ._hole_prices import fill_cpu, hole_values
+from ._slots import SlotBook, SlotPlan
 
 
 def gpu_waste_table(target: TargetWorkload) -> np.ndarray:
@@ -74,12 +77,13 @@ class OmePolicy:
 
     def __init__(
         self, target: TargetWorkload, host_weight: float = 0.5, share_waste: str = "sum", cpu_reserve: float | None = None,
-        share_table: str = "lp", hole_cpu: bool = True,
+        share_table: str = "lp", hole_cpu: bool = True, plan: SlotPlan | None = None,
     ) -> None:
         """cpu_reserve: CPU kept per free GPU, as a multiple of the workload's average; None chooses it
         from the CPU pressure (1, or SCARCE_CPU_RESERVE where CPU is scarce). share_table: how a GPU's
         hole is valued for sharing pods, "lp" (hole values at the LP prices) or "fgd" (FGD's w(x)).
-        hole_cpu: charge the hole value a placement leaves without the CPU to fill it (key 1d)."""
+        hole_cpu: charge the hole value a placement leaves without the CPU to fill it (key 1d).
+        plan: slots per node; a node with a free slot of the pod's kind comes first."""
         if share_waste not in ("sum", "key", "off"):
             raise ValueError(f"share_waste must be 'sum', 'key' or 'off', got {share_waste!r}")
         if share_table not in ("lp", "fgd"):
@@ -122,6 +126,10 @@ class OmePolicy:
         self._hole_c = np.zeros((0, 0))
         self._dead = np.zeros(0)
         self._has_hole = np.zeros(0, np.bool_)  # some GPU of the node is a hole worth something
+        self.plan = plan
+        self._book: SlotBook | None = None
+        if plan is not None:
+            self.name = "ome-plan"
 
     # --- keys ---------------------------------------------------------------------------
     def _stranded(self, cpu: np.ndarray, mem: np.ndarray, gpu_free_milli: np.ndarray) -> np.ndarray:
@@ -277,7 +285,15 @@ class OmePolicy:
                 keys.append(-self._cpu_per_gpu_cap[nodes])
             keys.append(cpu2)
         keys.append(total2)
+        if self.plan is not None:
+            keys.insert(0, (~self._slots(cluster).free(pod, nodes)).astype(np.int64))
         return keys
+
+    def _slots(self, cluster: ClusterArrays) -> SlotBook:
+        if self._book is None or self._book.cluster is not cluster:
+            assert self.plan is not None
+            self._book = SlotBook(self.plan, cluster)
+        return self._book
 
     # --- Policy protocol ------------------------------------------------------------------
     def score(self, cluster: ClusterArrays, pod: PodRequest, nodes: IntArray) -> IntArray:
@@ -309,4 +325,10 @@ class OmePolicy:
         return (int(self._sharing_gpu(row, pod.gpu_milli, self._share_delta(row, pod.gpu_milli)[0])[0]),)
 
     def observe(self, cluster: ClusterArrays, pod: PodRequest, node: int, gpus: tuple[int, ...]) -> None:
-        return None
+        if self.plan is not None:
+            self._slots(cluster).take(pod, node)
+
+    def forget(self, cluster: ClusterArrays, pod: PodRequest, node: int) -> None:
+        """Called after the caller released a pod from `node` (its slot is free again)."""
+        if self.plan is not None:
+            self._slots(cluster).give_back(pod, node)
