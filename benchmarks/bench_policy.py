@@ -6,6 +6,8 @@ p50/p99/max wall milliseconds per decision, p50/p99 of the thread's CPU time per
 policy, measured in one process.
 
     OME_TRACE_DIR=../shared/data/alibaba-gpu-2023 .venv/bin/python benchmarks/bench_policy.py --policy ome,fgd,bestfit
+
+`ome-plan` is `ome` with its placement plan (solved first, --plan-seconds, not timed).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from ome.simulations import arrival_sequence, load_nodes, load_pods
-from ome.solver import Bind, ClusterArrays, TargetWorkload, make_policy, place_one
+from ome.solver import Bind, ClusterArrays, OmePolicy, Policy, TargetWorkload, make_policy, place_one
 
 
 def main() -> None:
@@ -27,6 +29,7 @@ def main() -> None:
     ap.add_argument("--policy", default="ome,fgd,bestfit")
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--pods", type=int, default=0, help="stop after this many pods (0: the whole 130 %% sequence)")
+    ap.add_argument("--plan-seconds", type=float, default=30.0, help="CP-SAT time for ome-plan's plan")
     ap.add_argument("--trace-dir", default=os.environ.get("OME_TRACE_DIR", "../shared/data/alibaba-gpu-2023"))
     args = ap.parse_args()
     d = Path(args.trace_dir)
@@ -38,7 +41,14 @@ def main() -> None:
         seq = seq[: args.pods]
     out = {"nodes": len(nodes), "pods": len(seq), "seed": args.seed, "policies": {}}
     for name in args.policy.split(","):
-        cluster, policy = ClusterArrays(nodes), make_policy(name, seed=args.seed, target=target)
+        policy: Policy
+        if name == "ome-plan":
+            from ome.solver.cpsat import SolverSettings, plan_slots
+
+            policy = OmePolicy(target, plan=plan_slots(nodes, pods, settings=SolverSettings(max_time_in_seconds=args.plan_seconds)))
+        else:
+            policy = make_policy(name, seed=args.seed, target=target)
+        cluster = ClusterArrays(nodes)
         rng = np.random.default_rng(args.seed)
         times, cpu_times = np.empty(len(seq)), np.empty(len(seq))
         for i, pod in enumerate(seq):

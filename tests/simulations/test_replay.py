@@ -108,3 +108,27 @@ def test_ome_beats_bestfit_on_the_embedded_llm_cluster() -> None:
         r = run_task(Task(Scenario(None, None), name, 42))
         out[name] = r.unallocated_pct[100]
     assert out["ome"] <= out["bestfit"], out
+
+
+def test_ome_plan_solves_one_plan_per_scenario_and_follows_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    import ome.simulations._run as run
+    from ome.simulations import run_all
+
+    solved: list[float] = []
+    real = run.plan_for.__wrapped__  # the uncached function
+
+    def counting(s: Scenario):  # type: ignore[no-untyped-def]
+        solved.append(s.solver_seconds or 0.0)
+        return real(s)
+
+    monkeypatch.setattr(run, "plan_for", counting)
+    scenario = Scenario(None, None, solver_seconds=2.0)
+    grouped = run_all([Task(scenario, "ome-plan", 1), Task(scenario, "ome-plan", 2), Task(scenario, "ome", 1)], workers=2)
+    assert solved == [2.0]  # in the parent, once, for both seeds; the workers get it with their task
+    results = grouped["ome-plan"]
+    assert [r.policy for r in results] == ["ome-plan", "ome-plan"]
+    assert all(r.placed > 0 and 0.0 <= r.unallocated_pct[100] <= 100.0 for r in results)
+    # The same seed replayed without a plan places differently: the plan is what it follows.
+    with_plan = run_task(Task(replace(scenario, as_is=True), "ome-plan", 1), plan=real(scenario))
+    without = run_task(Task(replace(scenario, as_is=True), "ome", 1))
+    assert with_plan.placements != without.placements

@@ -121,7 +121,7 @@ def run_all(
                 on_done(t, results[t])
     else:
         # A plan is solved once per scenario, here, rather than in every worker at once.
-        plans = {t.scenario: plan_for(t.scenario) for t in tasks if t.policy == OME_PLAN}
+        plans = {s: plan_for(s) for s in {t.scenario for t in tasks if t.policy == OME_PLAN}}
         with ProcessPoolExecutor(max_workers=workers) as pool:
             futures = {pool.submit(run_task, t, plans.get(t.scenario)): t for t in tasks}
             for fut in as_completed(futures):
