@@ -354,3 +354,33 @@ def test_unchanged_pods_are_not_translated_again() -> None:
     assert e.pods["u1"] is not first and e.entries["u1"].gpus == (1,)
     e.pod_event("DELETED", moved)
     assert "u1" not in e._fingerprints and "u1" not in e.entries
+
+
+def test_ome_plan_follows_its_plan_once_installed_and_gives_released_slots_back() -> None:
+    from ome.solver import SlotPlan, pod_kind
+
+    e = engine(cluster(("a", "A100", 2), ("b", "A100", 2)), policy="ome-plan", tie_break="first")
+    first = make_pod("p1", gpus=1, uid="u1")
+    kind = pod_kind(pod_from_v1(first).request)
+    assert e.plan is None and e.policy.name == "ome"  # `ome` alone until a plan is in
+    e.set_plan(SlotPlan({"b": {kind: 1}}))
+    e.pod_event("ADDED", first)
+    assert e.filter(pod_from_v1(first), names(e)).chosen == "b"  # its slot, though ome alone takes "a"
+    assert e.policy.name == "ome-plan"
+    e.pod_event("DELETED", first)  # the reservation goes, and with it the slot's use
+    second = make_pod("p2", gpus=1, uid="u2")
+    e.pod_event("ADDED", second)
+    assert e.filter(pod_from_v1(second), names(e)).chosen == "b"
+
+
+def test_ome_plan_is_solved_in_a_separate_process_from_the_target_workload() -> None:
+    from ome.scheduler._planner import solve_plan
+
+    workload = [PodRequest(f"w{i}", 4000, 8192, 1, MILLI) for i in range(4)] + [PodRequest("s", 2000, 4096, 1, 500)]
+    e = Extender(ExtenderSettings(policy="ome-plan", plan_seconds=2.0), target=TargetWorkload.from_pods(workload),
+                 clock=Clock(), warm_shapes=workload)
+    e.replace_nodes(cluster(("a", "A100", 2), ("b", "A100", 2)))
+    e.replace_pods([])
+    assert solve_plan(e) and e.plan is not None
+    assert sum(e.plan.slots.get("a", {}).values()) + sum(e.plan.slots.get("b", {}).values()) == e.plan.count() > 0
+    assert not solve_plan(e)  # one plan per target: nothing more to solve until the workload changes

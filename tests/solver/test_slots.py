@@ -59,16 +59,16 @@ def test_a_free_slot_outranks_every_other_key_until_it_is_taken() -> None:
     assert _place(cluster, planned, pods[2]) == "n0"
 
 
-def test_forget_frees_the_slot_for_the_next_pod_of_that_kind() -> None:
+def test_released_frees_the_slot_for_the_next_pod_of_that_kind() -> None:
     nodes = [Node("n0", 16000, 65536, "T4", 1), Node("n1", 16000, 65536, "T4", 1)]
     a, b = _one_gpu("a"), _one_gpu("b")
-    for forget, expected in ((True, "n1"), (False, "n0")):
+    for tell, expected in ((True, "n1"), (False, "n0")):
         cluster = ClusterArrays(nodes)
         policy = OmePolicy(TargetWorkload.from_pods([a, b]), plan=SlotPlan({"n1": {pod_kind(a): 1}}))
         assert _place(cluster, policy, a) == "n1"
         cluster.release(Assignment(a, 1, (0,)))  # a leaves n1
-        if forget:
-            policy.forget(cluster, a, 1)
+        if tell:
+            policy.released(cluster, a, 1)
         # Both nodes are empty again: the slot, when given back, sends b to n1; else n0 comes first.
         assert _place(cluster, policy, b) == expected
 

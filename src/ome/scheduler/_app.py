@@ -26,6 +26,7 @@ from ._engine import Extender, Refused
 from ._informer import Reflector, Resource, start_reflectors
 from ._kube import KubeApi, KubeError
 from ._metrics import Metrics
+from ._planner import Planner
 from ._translate import pod_from_v1
 from ._wire import (
     BadRequest,
@@ -75,6 +76,7 @@ def create_app(engine: Extender, kube: KubeApi, *, watch: bool = True) -> FastAP
     metrics = Metrics(engine.stats)
     stop = threading.Event()
     warming = threading.Event()
+    planner = Planner(engine)
     reflectors: list[Reflector] = []
 
     @contextlib.asynccontextmanager
@@ -110,6 +112,8 @@ def create_app(engine: Extender, kube: KubeApi, *, watch: bool = True) -> FastAP
                     frozen = True
                 engine.expire()
                 engine.refresh_target()
+                if engine.ready:
+                    planner.poke()  # ome-plan: solve the plan for the current target, off the request path
                 # Keep the score cache fresh off the critical path: after a rebuild every shape is
                 # scored anew; otherwise each pass re-scores only the nodes that changed since.
                 if engine.ready and not warming.is_set():

@@ -32,10 +32,21 @@ from typing import Any
 import numpy as np
 
 from ome.domain import MILLI, Assignment, InvalidInput, InvariantViolation, Node, PodRequest
-from ome.solver import NEEDS_TARGET, Bind, ClusterArrays, FragModel, TargetWorkload, make_policy, place_one
+from ome.solver import (
+    NEEDS_TARGET,
+    Bind,
+    ClusterArrays,
+    FragModel,
+    OmePolicy,
+    Policy,
+    SlotPlan,
+    TargetWorkload,
+    make_policy,
+    place_one,
+)
 
 from ._scores import MAX_SHAPES, RecordingPolicy, is_node_local
-from ._settings import FILTER_CHOSEN, ExtenderSettings
+from ._settings import FILTER_CHOSEN, PLANNED_POLICY, ExtenderSettings
 from ._target import target_from_pods
 from ._translate import ANNOTATION_GPU_INDEX, PodInfo, format_gpu_index, node_from_v1, pod_from_v1
 from ._wire import MAX_EXTENDER_SCORE, NodeRows, rows_in
@@ -207,7 +218,11 @@ class Extender:
         self._fixed_target = target
         self._target: TargetWorkload | None = target
         self._target_built = 0.0
-        make_policy(settings.policy, seed=settings.seed, target=target or target_from_pods(()))  # fail fast
+        self._planned = settings.policy == PLANNED_POLICY
+        base = "ome" if self._planned else settings.policy
+        make_policy(base, seed=settings.seed, target=target or target_from_pods(()))  # fail fast
+        self._slot_plan: SlotPlan | None = None
+        self._plan_wanted = self._planned  # a plan for the current target is still to be solved
         self.nodes: dict[str, Node] = {}
         self.bad_nodes: dict[str, str] = {}
         self.pods: dict[str, PodInfo] = {}
@@ -234,13 +249,48 @@ class Extender:
     def _new_policy(self) -> RecordingPolicy:
         name = self.settings.policy
         target = None
-        if name in NEEDS_TARGET:
+        if name in NEEDS_TARGET or self._planned:
             if self._target is None:
                 self._target = target_from_pods(p.request for p in self.pods.values())
                 self._target_built = self.clock()
             target = self._target
-        inner = make_policy(name, seed=self.settings.seed, target=target)
+        inner: Policy
+        if self._planned:
+            assert target is not None
+            inner = OmePolicy(target, plan=self._slot_plan)
+        else:
+            inner = make_policy(name, seed=self.settings.seed, target=target)
         return RecordingPolicy(inner, self.version, cache=is_node_local(inner))
+
+    # ------------------------------------------------------------------ the placement plan
+
+    @property
+    def plan(self) -> SlotPlan | None:
+        return self._slot_plan
+
+    def plan_inputs(self) -> tuple[tuple[Node, ...], tuple[PodRequest, ...]] | None:
+        """What a plan is solved from, if one is wanted now: the nodes, and the workload (the
+        target file's pods, else the pods seen). None when no plan is wanted or there is
+        nothing to plan (no GPU node, no GPU pod)."""
+        with self._lock:
+            if not self._plan_wanted:
+                return None
+            nodes = tuple(canonical_order(self.nodes.values()))
+            pods = self.warm_shapes if self._fixed_target is not None else tuple(p.request for p in self.pods.values())
+            if not any(n.gpu_count for n in nodes) or not any(p.num_gpu for p in pods):
+                return None
+            self._plan_wanted = False
+            return nodes, tuple(pods)
+
+    def set_plan(self, plan: SlotPlan | None) -> None:
+        """Install a solved plan (None: keep the old one and ask again at the next sweep); the
+        arrays and the policy are rebuilt with it before the next decision."""
+        with self._lock:
+            if plan is None:
+                self._plan_wanted = self._planned
+                return
+            self._slot_plan = plan
+            self._dirty = True
 
     @property
     def target(self) -> TargetWorkload | None:
@@ -249,12 +299,13 @@ class Extender:
     def refresh_target(self) -> bool:
         """Rebuild the observed target workload (no-op with a fixed target). True if rebuilt."""
         with self._lock:
-            if self._fixed_target is not None or self.settings.policy not in NEEDS_TARGET:
+            if self._fixed_target is not None or (self.settings.policy not in NEEDS_TARGET and not self._planned):
                 return False
             if self._target is not None and self.clock() - self._target_built < self.settings.target_refresh_s:
                 return False
             self._target = None
             self._dirty = True
+            self._plan_wanted = self._planned  # the workload changed: plan it again
             return True
 
     def _ensure(self) -> None:
@@ -302,6 +353,7 @@ class Extender:
         if entry.applied is not None:
             self.arrays.release(entry.applied)
             self.version[entry.applied.node] += 1
+            self.policy.released(self.arrays, entry.applied.pod, entry.applied.node)
             entry.applied = None
 
     def _add(self, entry: _Entry) -> bool:

@@ -101,3 +101,9 @@ class RecordingPolicy:
 
     def observe(self, cluster: ClusterArrays, pod: PodRequest, node: int, gpus: tuple[int, ...]) -> None:
         self.inner.observe(cluster, pod, node, gpus)
+
+    def released(self, cluster: ClusterArrays, pod: PodRequest, node: int) -> None:
+        """Passes a release on to policies that count what runs where (a plan's slots)."""
+        hook = getattr(self.inner, "released", None)
+        if hook is not None:
+            hook(cluster, pod, node)

@@ -8,6 +8,10 @@ from pathlib import Path
 DEFAULT_POLICY = "ome"
 """The policy `ome extender serve` uses without --policy: the best online policy in the registry."""
 
+PLANNED_POLICY = "ome-plan"
+"""`ome` following a placement plan of the target workload, solved in a separate process
+(ome.solver.cpsat.plan_slots) when the target is (re)built; `ome` alone until the plan is in."""
+
 FILTER_FEASIBLE = "feasible"
 FILTER_CHOSEN = "chosen"
 
@@ -15,7 +19,7 @@ FILTER_CHOSEN = "chosen"
 @dataclass(frozen=True, slots=True)
 class ExtenderSettings:
     policy: str = DEFAULT_POLICY
-    """Name in ome.solver's policy registry (`ome.solver.policy_names()`)."""
+    """Name in ome.solver's policy registry (`ome.solver.policy_names()`), or PLANNED_POLICY."""
     seed: int = 0
     """Seed of the per-pod tie-break (see tie_break_rng) and of seeded policies."""
     tie_break: str = "random"
@@ -44,6 +48,8 @@ class ExtenderSettings:
     """Timeout of the Binding call to the apiserver, seconds."""
     max_body_bytes: int = 64 << 20
     """Largest request body accepted (a non-cache-capable NodeList of thousands of nodes)."""
+    plan_seconds: float = 30.0
+    """With PLANNED_POLICY: CP-SAT time limit of one plan."""
     exact_preempt_max: int = 12
     """Preempt: exact search over victim subsets when a node has at most this many candidates."""
 
@@ -52,6 +58,6 @@ class ExtenderSettings:
             raise ValueError("tie_break must be 'random' or 'first'")
         if self.filter_mode not in (FILTER_FEASIBLE, FILTER_CHOSEN):
             raise ValueError(f"filter_mode must be {FILTER_FEASIBLE!r} or {FILTER_CHOSEN!r}")
-        for name in ("reservation_ttl_s", "bind_ttl_s", "bind_timeout_s", "target_refresh_s"):
+        for name in ("reservation_ttl_s", "bind_ttl_s", "bind_timeout_s", "target_refresh_s", "plan_seconds"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be > 0")

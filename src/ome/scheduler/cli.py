@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from ._settings import DEFAULT_POLICY, FILTER_CHOSEN, FILTER_FEASIBLE, ExtenderSettings
+from ._settings import DEFAULT_POLICY, FILTER_CHOSEN, FILTER_FEASIBLE, PLANNED_POLICY, ExtenderSettings
 
 extender_app = typer.Typer(no_args_is_help=True, help="The kube-scheduler extender (filter, prioritize, bind, preempt).")
 
@@ -22,7 +22,7 @@ def _main() -> None:
 def serve(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8888,
-    policy: Annotated[str, typer.Option(help="Placement policy (ome.solver registry).")] = DEFAULT_POLICY,
+    policy: Annotated[str, typer.Option(help="Placement policy (ome.solver registry), or ome-plan: ome following a plan of the target workload.")] = DEFAULT_POLICY,
     kubeconfig: Annotated[Path | None, typer.Option(help="Kubeconfig; default $KUBECONFIG, ~/.kube/config or in-cluster.")] = None,
     tls_cert: Annotated[Path | None, typer.Option("--tls-cert", help="Serve HTTPS with this certificate.")] = None,
     tls_key: Annotated[Path | None, typer.Option("--tls-key", help="Private key of --tls-cert.")] = None,
@@ -31,6 +31,7 @@ def serve(
     tie_break: Annotated[str, typer.Option(help="Equal top scores: 'random' (seeded per pod) or 'first' (name order).")] = "random",
     filter_mode: Annotated[str, typer.Option(help=f"{FILTER_CHOSEN!r}: filter returns only the chosen node; {FILTER_FEASIBLE!r}: every feasible node, the choice scored 10 by prioritize.")] = FILTER_CHOSEN,
     reservation_ttl: Annotated[float, typer.Option(help="Seconds a filter's reservation waits for its bind.")] = 30.0,
+    plan_seconds: Annotated[float, typer.Option(help="ome-plan: CP-SAT seconds per plan, solved in a separate process.")] = 30.0,
     log_level: Annotated[str, typer.Option(help="Python log level.")] = "INFO",
 ) -> None:
     """Serve filter/prioritize/bind/preempt, /healthz and /metrics, from a watch-backed cache."""
@@ -49,11 +50,12 @@ def serve(
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per watch and bind otherwise
     if (tls_cert is None) != (tls_key is None):
         raise typer.BadParameter("--tls-cert and --tls-key go together")
-    if policy not in policy_names():
-        raise typer.BadParameter(f"unknown policy {policy!r}; known: {', '.join(policy_names())}", param_hint="--policy")
+    if policy not in policy_names() and policy != PLANNED_POLICY:
+        known = ", ".join([*policy_names(), PLANNED_POLICY])
+        raise typer.BadParameter(f"unknown policy {policy!r}; known: {known}", param_hint="--policy")
     try:
         settings = ExtenderSettings(policy=policy, seed=seed, tie_break=tie_break, target_path=target, filter_mode=filter_mode,
-                                    reservation_ttl_s=reservation_ttl)
+                                    reservation_ttl_s=reservation_ttl, plan_seconds=plan_seconds)
         target_pods = pods_from_csv(target) if target else []
         engine = Extender(settings, target=TargetWorkload.from_pods(target_pods) if target_pods else None,
                           warm_shapes=target_pods)

@@ -328,7 +328,7 @@ class OmePolicy:
         if self.plan is not None:
             self._slots(cluster).take(pod, node)
 
-    def forget(self, cluster: ClusterArrays, pod: PodRequest, node: int) -> None:
+    def released(self, cluster: ClusterArrays, pod: PodRequest, node: int) -> None:
         """Called after the caller released a pod from `node` (its slot is free again)."""
         if self.plan is not None:
             self._slots(cluster).give_back(pod, node)
