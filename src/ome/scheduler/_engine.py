@@ -891,4 +891,9 @@ class Extender:
                           for i, name in enumerate(a.names)},
                 "entries": {e.uid: {"pod": e.key, "node": e.node, "gpus": list(e.gpus or ()), "state": e.state}
                             for e in self.entries.values()},
+                "policy": self.policy.name,
+                # The plan's slots per node, "cpu/mem/GPUs/milli" -> count (ome-plan; None without one).
+                "plan": None if self._slot_plan is None else {
+                    name: {f"{k[0]}/{k[1]}/{k[2]}/{k[3]}": n for k, n in kinds.items()}
+                    for name, kinds in self._slot_plan.slots.items()},
             }
