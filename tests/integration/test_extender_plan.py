@@ -72,7 +72,7 @@ def test_ome_plan_places_through_a_real_kube_scheduler(tmp_path: Path) -> None:
                     break
                 time.sleep(0.5)
             assert state.get("plan"), f"no plan after 120 s; see {tmp_path / 'extender.log'}"
-            assert state["policy"] == "ome-plan"
+            assert state["policy"] == "ome-plan" and state["plan_adopted"] is True
             plan = state["plan"]
             assert {n: k for n, k in plan.items() if k} == {
                 "rich-0": {HEAVY: 2}, "rich-1": {HEAVY: 2}, "poor-0": {LIGHT: 2}, "poor-1": {LIGHT: 2}}

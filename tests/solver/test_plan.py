@@ -60,3 +60,18 @@ def test_the_plan_fits_every_node_and_keeps_the_cpu_only_pods_ome_would_serve() 
     cpu_only = sum(n for kinds in plan.slots.values() for k, n in kinds.items() if k[2] == 0)
     assert cpu_only == 3
     assert plan.count() == len(expected_pods(pods, 12 * MILLI, 1.0))
+    # Checked against ome alone on resampled arrivals: adopted when following it is no worse.
+    assert plan.adopted == (plan.stats["check_followed_pct"] >= plan.stats["check_alone_pct"])
+
+
+def test_a_plan_that_loses_its_check_is_not_followed() -> None:
+    from dataclasses import replace
+
+    from ome.solver import OmePolicy, SlotPlan, TargetWorkload
+
+    pods = _pods()
+    kind = pod_kind(pods[0])
+    plan = SlotPlan({"n1": {kind: 1}}, adopted=False)
+    policy = OmePolicy(TargetWorkload.from_pods(pods), plan=plan)
+    assert policy.name == "ome-plan" and policy.plan is None  # the setting's name, ome's placements
+    assert OmePolicy(TargetWorkload.from_pods(pods), plan=replace(plan, adopted=True)).plan is not None

@@ -892,6 +892,7 @@ class Extender:
                 "entries": {e.uid: {"pod": e.key, "node": e.node, "gpus": list(e.gpus or ()), "state": e.state}
                             for e in self.entries.values()},
                 "policy": self.policy.name,
+                "plan_adopted": None if self._slot_plan is None else self._slot_plan.adopted,
                 # The plan's slots per node, "cpu/mem/GPUs/milli" -> count (ome-plan; None without one).
                 "plan": None if self._slot_plan is None else {
                     name: {f"{k[0]}/{k[1]}/{k[2]}/{k[3]}": n for k, n in kinds.items()}

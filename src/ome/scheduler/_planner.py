@@ -47,8 +47,10 @@ def solve_plan(engine: Extender) -> bool:
         engine.set_plan(None)
         return False
     engine.set_plan(plan)
-    log.info("placement plan: %d slots on %d nodes, %.1f %% of the GPUs planned, in %.1fs",
-             plan.count(), len(plan.slots), plan.planned_pct, time.perf_counter() - started)
+    log.info("placement plan: %d slots on %d nodes, %.1f %% of the GPUs planned, %s (check: %.2f %% allocated "
+             "following it, %.2f %% without), in %.1fs", plan.count(), len(plan.slots), plan.planned_pct,
+             "adopted" if plan.adopted else "not adopted", plan.stats.get("check_followed_pct", 0.0),
+             plan.stats.get("check_alone_pct", 0.0), time.perf_counter() - started)
     return True
 
 

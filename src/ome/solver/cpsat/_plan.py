@@ -6,6 +6,12 @@ shuffled order. `ome` alone places them one at a time, as it would online; the C
 it serves are kept (online they take CPU wherever they arrive, so a plan that dropped them
 would spend that CPU twice), and the optimum of `solve_optimum` repacks the rest. Each node's
 share of that packing becomes its slots.
+
+A plan is then put to the test before it is trusted: the workload, resampled in a random order
+until it asks for the cluster's GPUs, is placed once by `ome` alone and once following the
+plan, on VALIDATION_RUNS such sequences; the plan is adopted only if following it leaves no more
+GPUs unallocated in total. Where the packing has little room beyond what `ome` finds (the
+GPU-sharing-heavy workloads) a plan's slots are mostly noise, and `ome` alone keeps placing.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ PLAN_SHUFFLE_SEED = 987_654_321  # the plan's own order; unrelated to any arriva
 # arrivals often run above their expected count, and one that finds no whole-GPU home loses
 # up to 8 GPUs at once. 1.3 is the highest load the replays report (their inflation).
 MULTI_GPU_LEVEL = 1.3
+VALIDATION_RUNS = 2
 
 
 def expected_pods(pods: Sequence[PodRequest], capacity_milli: int, level: float, seed: int = PLAN_SHUFFLE_SEED,
@@ -54,6 +61,27 @@ def expected_pods(pods: Sequence[PodRequest], capacity_milli: int, level: float,
     return [out[i] for i in order]
 
 
+def resampled(pods: Sequence[PodRequest], capacity_milli: int, seed: int) -> list[PodRequest]:
+    """`pods` drawn uniformly with replacement until they ask for `capacity_milli` of GPU."""
+    rng, out, demand = np.random.default_rng(seed), [], 0
+    while demand < capacity_milli:
+        pod = pods[int(rng.integers(len(pods)))]
+        out.append(replace(pod, name=f"check-{len(out)}"))
+        demand += pod.gpu_demand_milli
+    return out
+
+
+def allocated_pct(nodes: Sequence[Node], sequence: Sequence[PodRequest], policy: OmePolicy) -> float:
+    """GPU % allocated once `sequence` is placed one pod at a time (first node on ties)."""
+    cluster, rng = ClusterArrays(nodes), np.random.default_rng(0)
+    for pod in sequence:
+        decision = place_one(cluster, pod, policy, rng, tie_break="first")
+        if isinstance(decision, Bind):
+            cluster.allocate(pod, decision.node, decision.gpus)
+            policy.observe(cluster, pod, decision.node, decision.gpus)
+    return 100.0 * cluster.allocated_gpu_milli() / max(cluster.gpu_capacity_milli, 1)
+
+
 def plan_slots(
     nodes: Sequence[Node],
     pods: Sequence[PodRequest],
@@ -62,6 +90,7 @@ def plan_slots(
     settings: SolverSettings = SolverSettings(max_time_in_seconds=30.0),
     target: TargetWorkload | None = None,
     multi_level: float | None = MULTI_GPU_LEVEL,
+    validation_runs: int = VALIDATION_RUNS,
 ) -> SlotPlan:
     """A SlotPlan for `nodes` from the workload `pods` (the list the target workload comes from):
     its kinds at their expected counts for `level` x the cluster's GPUs (multi-GPU kinds for
@@ -88,9 +117,13 @@ def plan_slots(
     for a in result.assignments:
         slots.setdefault(nodes[a.node].name, Counter())[pod_kind(a.pod)] += 1
     capacity = result.capacity_milli or 1
-    return SlotPlan(
-        {name: dict(kinds) for name, kinds in slots.items()},
-        level=level,
-        planned_pct=100.0 * result.allocated_milli / capacity,
-        stats={"online_pct": online_pct, "pods": float(len(expected)), "seconds": time.perf_counter() - started},
-    )
+    plan = SlotPlan({name: dict(kinds) for name, kinds in slots.items()}, level=level,
+                    planned_pct=100.0 * result.allocated_milli / capacity)
+    alone = followed = 0.0
+    for run in range(validation_runs):
+        sequence = resampled(pods, capacity, PLAN_SHUFFLE_SEED + settings.random_seed + 1 + run)
+        alone += allocated_pct(nodes, sequence, OmePolicy(target))
+        followed += allocated_pct(nodes, sequence, OmePolicy(target, plan=plan))
+    stats = {"online_pct": online_pct, "pods": float(len(expected)), "check_alone_pct": alone / max(validation_runs, 1),
+             "check_followed_pct": followed / max(validation_runs, 1), "seconds": time.perf_counter() - started}
+    return replace(plan, adopted=validation_runs == 0 or followed >= alone, stats=stats)

@@ -83,7 +83,8 @@ class OmePolicy:
         from the CPU pressure (1, or SCARCE_CPU_RESERVE where CPU is scarce). share_table: how a GPU's
         hole is valued for sharing pods, "lp" (hole values at the LP prices) or "fgd" (FGD's w(x)).
         hole_cpu: charge the hole value a placement leaves without the CPU to fill it (key 1d).
-        plan: slots per node; a node with a free slot of the pod's kind comes first."""
+        plan: slots per node; a node with a free slot of the pod's kind comes first (unless the
+        plan was not adopted: it then only names the setting)."""
         if share_waste not in ("sum", "key", "off"):
             raise ValueError(f"share_waste must be 'sum', 'key' or 'off', got {share_waste!r}")
         if share_table not in ("lp", "fgd"):
@@ -126,10 +127,10 @@ class OmePolicy:
         self._hole_c = np.zeros((0, 0))
         self._dead = np.zeros(0)
         self._has_hole = np.zeros(0, np.bool_)  # some GPU of the node is a hole worth something
-        self.plan = plan
+        self.plan = plan if plan is not None and plan.adopted else None
         self._book: SlotBook | None = None
         if plan is not None:
-            self.name = "ome-plan"
+            self.name = "ome-plan"  # the setting, adopted plan or not
 
     # --- keys ---------------------------------------------------------------------------
     def _stranded(self, cpu: np.ndarray, mem: np.ndarray, gpu_free_milli: np.ndarray) -> np.ndarray:

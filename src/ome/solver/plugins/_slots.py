@@ -33,6 +33,7 @@ class SlotPlan:
     slots: Mapping[str, Mapping[PodKind, int]]
     level: float = 1.0  # the expected workload packed, as a multiple of the cluster's GPUs
     planned_pct: float = 0.0  # GPU allocation of the plan itself, % of capacity
+    adopted: bool = True  # False: it failed its check against `ome` alone, which then places without it
     stats: Mapping[str, float] = field(default_factory=dict)
 
     def count(self) -> int:
