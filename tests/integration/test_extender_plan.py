@@ -48,7 +48,7 @@ def test_ome_plan_places_through_a_real_kube_scheduler(tmp_path: Path) -> None:
         with (tmp_path / "extender.log").open("ab") as log:
             procs.append(subprocess.Popen([sys.executable, "-m", "ome.scheduler", "serve", "--port", str(port),
                                            "--kubeconfig", kc, "--policy", "ome-plan", "--target", str(target),
-                                           "--plan-seconds", "5", "--tie-break", "first"],
+                                           "--plan-seconds", "5", "--plan-checks", "0", "--tie-break", "first"],
                                           stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
         config = tmp_path / "ome-scheduler.yaml"
         config.write_text(yaml.safe_dump(deploy_config(cluster.kubeconfig, ext)))

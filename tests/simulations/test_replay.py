@@ -128,7 +128,12 @@ def test_ome_plan_solves_one_plan_per_scenario_and_follows_it(monkeypatch: pytes
     results = grouped["ome-plan"]
     assert [r.policy for r in results] == ["ome-plan", "ome-plan"]
     assert all(r.placed > 0 and 0.0 <= r.unallocated_pct[100] <= 100.0 for r in results)
-    # The same seed replayed without a plan places differently: the plan is what it follows.
-    with_plan = run_task(Task(replace(scenario, as_is=True), "ome-plan", 1), plan=real(scenario))
+    assert {"plan_adopted", "plan_check_alone_pct", "plan_check_followed_pct"} <= set(results[0].extra)
+    # An adopted plan is followed: the same pods in the same order land elsewhere than with ome
+    # alone (here the plan only ties ome in its check, so it is adopted by hand).
+    plan = real(scenario)
+    with_plan = run_task(Task(replace(scenario, as_is=True), "ome-plan", 1), plan=replace(plan, adopted=True))
     without = run_task(Task(replace(scenario, as_is=True), "ome", 1))
     assert with_plan.placements != without.placements
+    if not plan.adopted:  # and one that is not adopted changes nothing
+        assert run_task(Task(replace(scenario, as_is=True), "ome-plan", 1), plan=plan).placements == without.placements

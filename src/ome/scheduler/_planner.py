@@ -24,11 +24,12 @@ from ._settings import PLANNED_POLICY
 log = logging.getLogger("ome.scheduler")
 
 
-def _solve(nodes: Sequence[Node], pods: Sequence[PodRequest], seconds: float) -> SlotPlan:
+def _solve(nodes: Sequence[Node], pods: Sequence[PodRequest], seconds: float, checks: int) -> SlotPlan:
     # Runs in the child process only. Imported by name so that the extender process, which
     # pickles this function by reference, never imports OR-Tools (.importlinter holds it to that).
     cpsat = importlib.import_module("ome.solver.cpsat")
-    plan: SlotPlan = cpsat.plan_slots(nodes, pods, settings=cpsat.SolverSettings(max_time_in_seconds=seconds))
+    plan: SlotPlan = cpsat.plan_slots(nodes, pods, settings=cpsat.SolverSettings(max_time_in_seconds=seconds),
+                                      validation_runs=checks)
     return plan
 
 
@@ -41,7 +42,7 @@ def solve_plan(engine: Extender) -> bool:
     started = time.perf_counter()
     try:
         with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
-            plan = pool.submit(_solve, nodes, pods, engine.settings.plan_seconds).result()
+            plan = pool.submit(_solve, nodes, pods, engine.settings.plan_seconds, engine.settings.plan_checks).result()
     except Exception:  # noqa: BLE001 - the extender keeps placing with `ome` alone
         log.exception("placement plan failed; placing without one until the next try")
         engine.set_plan(None)

@@ -50,6 +50,9 @@ class ExtenderSettings:
     """Largest request body accepted (a non-cache-capable NodeList of thousands of nodes)."""
     plan_seconds: float = 30.0
     """With PLANNED_POLICY: CP-SAT time limit of one plan."""
+    plan_checks: int = 2
+    """With PLANNED_POLICY: resampled arrival orders a plan must beat `ome` alone on to be
+    adopted (0: adopted unchecked)."""
     exact_preempt_max: int = 12
     """Preempt: exact search over victim subsets when a node has at most this many candidates."""
 
@@ -61,3 +64,5 @@ class ExtenderSettings:
         for name in ("reservation_ttl_s", "bind_ttl_s", "bind_timeout_s", "target_refresh_s", "plan_seconds"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be > 0")
+        if self.plan_checks < 0:
+            raise ValueError("plan_checks must be >= 0")

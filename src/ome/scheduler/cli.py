@@ -32,6 +32,7 @@ def serve(
     filter_mode: Annotated[str, typer.Option(help=f"{FILTER_CHOSEN!r}: filter returns only the chosen node; {FILTER_FEASIBLE!r}: every feasible node, the choice scored 10 by prioritize.")] = FILTER_CHOSEN,
     reservation_ttl: Annotated[float, typer.Option(help="Seconds a filter's reservation waits for its bind.")] = 30.0,
     plan_seconds: Annotated[float, typer.Option(help="ome-plan: CP-SAT seconds per plan, solved in a separate process.")] = 30.0,
+    plan_checks: Annotated[int, typer.Option(help="ome-plan: resampled arrival orders a plan must beat ome alone on (0: no check).")] = 2,
     log_level: Annotated[str, typer.Option(help="Python log level.")] = "INFO",
 ) -> None:
     """Serve filter/prioritize/bind/preempt, /healthz and /metrics, from a watch-backed cache."""
@@ -55,7 +56,8 @@ def serve(
         raise typer.BadParameter(f"unknown policy {policy!r}; known: {known}", param_hint="--policy")
     try:
         settings = ExtenderSettings(policy=policy, seed=seed, tie_break=tie_break, target_path=target, filter_mode=filter_mode,
-                                    reservation_ttl_s=reservation_ttl, plan_seconds=plan_seconds)
+                                    reservation_ttl_s=reservation_ttl, plan_seconds=plan_seconds,
+                                    plan_checks=plan_checks)
         target_pods = pods_from_csv(target) if target else []
         engine = Extender(settings, target=TargetWorkload.from_pods(target_pods) if target_pods else None,
                           warm_shapes=target_pods)

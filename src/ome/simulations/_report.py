@@ -43,6 +43,10 @@ def summarize(results: Iterable[ReplayResult]) -> dict[str, Any]:
         values = [r.extra[count] for r in runs if count in r.extra]
         if values:
             out[count] = _stats(values, 0)
+    plan = [r.extra for r in runs if "plan_adopted" in r.extra]
+    if plan:  # ome-plan: its plan (one per scenario) and the check it passed or failed
+        out["plan"] = {"adopted": bool(plan[0]["plan_adopted"]),
+                       **{k[len("plan_"):]: round(v, 2) for k, v in plan[0].items() if k.startswith("plan_") and k != "plan_adopted"}}
     return out
 
 

@@ -10,7 +10,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from ome.domain import Node, PodRequest
-from ome.solver import ClusterArrays, OmePolicy, SlotPlan, TargetWorkload, make_policy
+from ome.solver import ClusterArrays, OmePolicy, Policy, SlotPlan, TargetWorkload, make_policy
 
 from ._replay import ReplayResult, arrival_sequence, replay
 from ._synthetic import synthetic_scenario
@@ -101,11 +101,16 @@ def run_task(task: Task, plan: SlotPlan | None = None) -> ReplayResult:
     if offline is not None:
         return offline(nodes, seq, target, task.seed, task.scenario.solver_seconds)
     if task.policy == OME_PLAN:
-        policy = OmePolicy(target, plan=plan or plan_for(task.scenario))
+        plan = plan or plan_for(task.scenario)
+        policy: Policy = OmePolicy(target, plan=plan)
     else:
         policy = make_policy(task.policy, seed=task.seed, target=target)
-    return replay(ClusterArrays(nodes), seq, policy, seed=task.seed, target=target,
-                  keep_placements=task.scenario.as_is, tie_break=task.scenario.tie_break)
+    result = replay(ClusterArrays(nodes), seq, policy, seed=task.seed, target=target,
+                    keep_placements=task.scenario.as_is, tie_break=task.scenario.tie_break)
+    if plan is not None and task.policy == OME_PLAN:
+        result.extra.update(plan_adopted=float(plan.adopted), plan_planned_pct=plan.planned_pct,
+                            **{f"plan_{k}": v for k, v in plan.stats.items() if k.startswith("check_")})
+    return result
 
 
 def run_all(

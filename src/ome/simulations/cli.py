@@ -15,7 +15,7 @@ from ome.solver import TIE_BREAKS
 
 from ._replay import LEVELS
 from ._report import plot, report, write_json
-from ._run import Scenario, Task, known_settings, load_scenario, run_all
+from ._run import OME_PLAN, PLAN_SECONDS, Scenario, Task, known_settings, load_scenario, run_all
 from ._traces import resolve_trace
 
 console = Console(stderr=True)
@@ -60,11 +60,19 @@ def simulate(
     tasks = [Task(scenario, p, s) for p in names for s in seed_list]
     gpus = sum(n.gpu_count for n in node_list)
     console.print(f"{scenario.name}: {len(node_list)} nodes, {gpus} GPUs, {len(pods)} pods in the trace; {len(tasks)} runs")
+    if OME_PLAN in names:
+        console.print(f"{OME_PLAN}: solving the placement plan first ({scenario.solver_seconds or PLAN_SECONDS:.0f} s of "
+                      "CP-SAT, then its check against ome alone)")
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console) as bar:
         job = bar.add_task("replaying", total=len(tasks))
         by_policy = run_all(tasks, workers, on_done=lambda t, r: bar.advance(job))
     data = report(scenario.name, len(node_list), gpus, seed_list, inflation, by_policy)
     _print_table(data)
+    plan = data["policies"].get(OME_PLAN, {}).get("plan")
+    if plan:
+        console.print(f"{OME_PLAN}: plan {'adopted' if plan['adopted'] else 'not adopted (placed as ome)'}; its check: "
+                      f"{plan.get('check_followed_pct', 0):.2f} % of the GPUs allocated following it, "
+                      f"{plan.get('check_alone_pct', 0):.2f} % without")
     if json_out:
         write_json(data, json_out)
         console.print(f"wrote {json_out}")

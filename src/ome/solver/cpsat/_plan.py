@@ -9,8 +9,9 @@ share of that packing becomes its slots.
 
 A plan is then put to the test before it is trusted: the workload, resampled in a random order
 until it asks for the cluster's GPUs, is placed once by `ome` alone and once following the
-plan, on VALIDATION_RUNS such sequences; the plan is adopted only if following it leaves no more
-GPUs unallocated in total. Where the packing has little room beyond what `ome` finds (the
+plan, on VALIDATION_RUNS such sequences; the plan is adopted only if following it leaves fewer
+GPUs unallocated in total (a plan that only ties may still cost later: on the embedded
+synthetic cluster one did, 0.05 -> 0.16 % from 105 % arrived). Where the packing has little room beyond what `ome` finds (the
 GPU-sharing-heavy workloads) a plan's slots are mostly noise, and `ome` alone keeps placing.
 """
 
@@ -126,4 +127,4 @@ def plan_slots(
         followed += allocated_pct(nodes, sequence, OmePolicy(target, plan=plan))
     stats = {"online_pct": online_pct, "pods": float(len(expected)), "check_alone_pct": alone / max(validation_runs, 1),
              "check_followed_pct": followed / max(validation_runs, 1), "seconds": time.perf_counter() - started}
-    return replace(plan, adopted=validation_runs == 0 or followed >= alone, stats=stats)
+    return replace(plan, adopted=validation_runs == 0 or followed > alone, stats=stats)
