@@ -269,9 +269,10 @@ class Extender:
         return self._slot_plan
 
     def plan_inputs(self) -> tuple[tuple[Node, ...], tuple[PodRequest, ...]] | None:
-        """What a plan is solved from, if one is wanted now: the nodes, and the workload (the
-        target file's pods, else the pods seen). None when no plan is wanted or there is
-        nothing to plan (no GPU node, no GPU pod)."""
+        """What a plan is solved from, if one is wanted now: the nodes, and the workload (with a
+        fixed target, the target file's pods, which `ome extender serve` also passes as
+        warm_shapes; else the pods seen). None when no plan is wanted or there is nothing to
+        plan (no GPU node, no GPU pod)."""
         with self._lock:
             if not self._plan_wanted:
                 return None

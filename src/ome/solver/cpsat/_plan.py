@@ -11,8 +11,9 @@ A plan is then put to the test before it is trusted: the workload, resampled in 
 until it asks for the cluster's GPUs, is placed once by `ome` alone and once following the
 plan, on VALIDATION_RUNS such sequences; the plan is adopted only if following it leaves fewer
 GPUs unallocated in total (a plan that only ties may still cost later: on the embedded
-synthetic cluster one did, 0.05 -> 0.16 % from 105 % arrived). Where the packing has little room beyond what `ome` finds (the
-GPU-sharing-heavy workloads) a plan's slots are mostly noise, and `ome` alone keeps placing.
+synthetic cluster one did, 0.05 -> 0.16 % from 105 % arrived). Where the packing has little
+room beyond what `ome` finds (the GPU-sharing-heavy workloads) a plan's slots are mostly
+noise, and `ome` alone keeps placing.
 """
 
 from __future__ import annotations
@@ -64,7 +65,8 @@ def expected_pods(pods: Sequence[PodRequest], capacity_milli: int, level: float,
 
 def resampled(pods: Sequence[PodRequest], capacity_milli: int, seed: int) -> list[PodRequest]:
     """`pods` drawn uniformly with replacement until they ask for `capacity_milli` of GPU."""
-    rng, out, demand = np.random.default_rng(seed), [], 0
+    rng, demand = np.random.default_rng(seed), 0
+    out: list[PodRequest] = []
     while demand < capacity_milli:
         pod = pods[int(rng.integers(len(pods)))]
         out.append(replace(pod, name=f"check-{len(out)}"))
