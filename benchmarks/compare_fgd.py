@@ -4,7 +4,8 @@ offline optimum (``bench_optimum.py`` reports) and a grid of per-trace plots.
     .venv/bin/python benchmarks/compare_fgd.py out/traces [--level 100]
     .venv/bin/python benchmarks/compare_fgd.py out/traces --optimum out/optimum --plot docs/img/placement-traces.png
 
-With --optimum, two more columns: the optimum's median best packing (median proven bound) at
+`--policy NAME` (default ome) is the policy the ratio, "never worse" and excess columns are
+for (e.g. ome-plan). With --optimum, two more columns: the optimum's median best packing (median proven bound) at
 the level, and the excess ratio (ome - optimum) / (FGD published - optimum), the issue's
 "close the distance FGD leaves" measure (medians of the seeds each report covers).
 """
@@ -101,12 +102,15 @@ def main() -> None:
     ap.add_argument("--level", default="100")
     ap.add_argument("--optimum", type=Path, help="folder of bench_optimum.py reports, <trace>.json")
     ap.add_argument("--plot", type=Path, help="write a grid of per-trace plots here (PNG)")
+    ap.add_argument("--policy", default="ome", help="our policy the ratio, 'never worse' and excess columns are for")
     ap.add_argument("--trace-dir", default=os.environ.get("OME_TRACE_DIR", "../shared/data/alibaba-gpu-2023"))
     args = ap.parse_args()
     pub = published(Path(args.trace_dir))
     reports = sorted(Path(args.folder).glob("*.json"))
     ours = sorted({p for f in reports for p in json.loads(f.read_text())["policies"]})
-    head = ["trace", *[f"{p} (ours)" for p in ours], "FGD (published)", "BestFit (published)", "ome / FGD", "ome <= FGD at every level"]
+    me = args.policy
+    head = ["trace", *[f"{p} (ours)" for p in ours], "FGD (published)", "BestFit (published)", f"{me} / FGD",
+            f"{me} <= FGD at every level"]
     if args.optimum:
         head += ["optimum (bound)", "excess ratio"]
     print(f"unallocated GPU % at {args.level} % arrived, median over seeds\n")
@@ -124,7 +128,7 @@ def main() -> None:
             cells.append(f"{block[args.level]['median']:.2f}" if args.level in block else "-")
         for row in (fgd, pub.get((trace, "05-BestFit"), {})):
             cells.append(f"{row[args.level]:.2f}" if args.level in row else "-")
-        ome = data["policies"].get("ome", {}).get("unallocated_gpu_pct", {})
+        ome = data["policies"].get(me, {}).get("unallocated_gpu_pct", {})
         if ome and fgd:
             cells.append(f"{ome[args.level]['median'] / fgd[args.level]:.2f}")
             worse = [lv for lv, v in fgd.items() if lv in ome and ome[lv]["median"] > v]
