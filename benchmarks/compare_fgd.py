@@ -5,8 +5,9 @@ offline optimum (``bench_optimum.py`` reports) and a grid of per-trace plots.
     .venv/bin/python benchmarks/compare_fgd.py out/traces --optimum out/optimum --plot docs/img/placement-traces.png
 
 `--policy NAME` (default ome) is the policy the ratio, "never worse" and excess columns are
-for (e.g. ome-plan). With --optimum, two more columns: the optimum's median best packing (median proven bound) at
-the level, and the excess ratio (ome - optimum) / (FGD published - optimum), the issue's
+for (e.g. ome-plan). With --optimum, two more columns: the optimum's median best packing
+(median proven bound) at the level, and the excess ratio (NAME - optimum) / (FGD published -
+optimum), the issue's
 "close the distance FGD leaves" measure (medians of the seeds each report covers).
 """
 
