@@ -45,6 +45,19 @@ def deploy_config(kubeconfig: Path, extender_url: str) -> dict[str, Any]:
     return dict(config)
 
 
+def start_ome_scheduler(tmp_path: Path, kubeconfig: Path, extender_url: str) -> subprocess.Popen[bytes]:
+    """A real kube-scheduler ("ome-scheduler") with deploy/scheduler's configuration, calling the extender."""
+    config = tmp_path / "ome-scheduler.yaml"
+    config.write_text(yaml.safe_dump(deploy_config(kubeconfig, extender_url)))
+    kc = str(kubeconfig)
+    with (tmp_path / "ome-scheduler.log").open("ab") as log:
+        return subprocess.Popen(
+            [str(find_binaries().kube_scheduler), f"--config={config}", "--bind-address=127.0.0.1",
+             f"--secure-port={free_port()}", f"--authentication-kubeconfig={kc}",
+             f"--authorization-kubeconfig={kc}", f"--cert-dir={tmp_path / 'certs'}"],
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+
 def pod(name: str, *, gpus: int = 0, milli: int | None = None, priority_class: str = "", **spec: Any) -> dict[str, Any]:
     limits = {"cpu": "1", "memory": "1Gi"}
     if gpus:
@@ -90,14 +103,7 @@ def test_deploy_config_in_a_real_kube_scheduler(tmp_path: Path) -> None:
             procs.append(subprocess.Popen([sys.executable, "-m", "ome.scheduler", "serve", "--port", str(port),
                                            "--kubeconfig", kc], stdout=log, stderr=subprocess.STDOUT,
                                           start_new_session=True))
-        config = tmp_path / "ome-scheduler.yaml"
-        config.write_text(yaml.safe_dump(deploy_config(cluster.kubeconfig, f"http://127.0.0.1:{port}")))
-        with (tmp_path / "ome-scheduler.log").open("ab") as log:
-            procs.append(subprocess.Popen(
-                [str(find_binaries().kube_scheduler), f"--config={config}", "--bind-address=127.0.0.1",
-                 f"--secure-port={free_port()}", f"--authentication-kubeconfig={kc}",
-                 f"--authorization-kubeconfig={kc}", f"--cert-dir={tmp_path / 'certs'}"],
-                stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
+        procs.append(start_ome_scheduler(tmp_path, cluster.kubeconfig, f"http://127.0.0.1:{port}"))
         with cluster.http() as http:
             clear_not_ready_taints(http, [n.name for n in nodes])
             http.post("/api/v1/namespaces", json={"metadata": {"name": NS}}).raise_for_status()

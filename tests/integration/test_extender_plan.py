@@ -17,13 +17,12 @@ from pathlib import Path
 
 import httpx
 import pytest
-import yaml
 
 from ome.domain import Node
-from ome.simulations.cluster import ClusterSettings, LocalCluster, find_binaries
+from ome.simulations.cluster import ClusterSettings, LocalCluster
 
 from .conftest import require_control_plane
-from .test_extender_deploy import NS, deploy_config, free_port, pod, wait
+from .test_extender_deploy import NS, free_port, pod, start_ome_scheduler, wait
 from .test_extender_replay import clear_not_ready_taints
 
 pytestmark = [pytest.mark.integration]
@@ -50,14 +49,7 @@ def test_ome_plan_places_through_a_real_kube_scheduler(tmp_path: Path) -> None:
                                            "--kubeconfig", kc, "--policy", "ome-plan", "--target", str(target),
                                            "--plan-seconds", "5", "--plan-checks", "0", "--tie-break", "first"],
                                           stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
-        config = tmp_path / "ome-scheduler.yaml"
-        config.write_text(yaml.safe_dump(deploy_config(cluster.kubeconfig, ext)))
-        with (tmp_path / "ome-scheduler.log").open("ab") as log:
-            procs.append(subprocess.Popen(
-                [str(find_binaries().kube_scheduler), f"--config={config}", "--bind-address=127.0.0.1",
-                 f"--secure-port={free_port()}", f"--authentication-kubeconfig={kc}",
-                 f"--authorization-kubeconfig={kc}", f"--cert-dir={tmp_path / 'certs'}"],
-                stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
+        procs.append(start_ome_scheduler(tmp_path, cluster.kubeconfig, ext))
         with cluster.http() as http:
             clear_not_ready_taints(http, [n.name for n in nodes])
             http.post("/api/v1/namespaces", json={"metadata": {"name": NS}}).raise_for_status()

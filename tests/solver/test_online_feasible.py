@@ -5,7 +5,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ome.domain import MILLI, ClusterState, Node, PodRequest
-from ome.solver import Bind, ClusterArrays, Infeasible, TargetWorkload, make_policy, place_one, policy_names
+from ome.solver import Bind, ClusterArrays, Infeasible, Policy, TargetWorkload, make_policy, place_one, policy_names
 
 MODELS = ("A100", "T4", "H100")
 
@@ -30,8 +30,12 @@ def scenario(draw: st.DrawFn) -> tuple[list[Node], list[PodRequest]]:
 @given(scenario(), st.sampled_from(sorted(policy_names())), st.integers(0, 1000))
 def test_decisions_are_feasible_and_infeasible_means_nothing_fits(case: tuple[list[Node], list[PodRequest]], name: str, seed: int) -> None:
     nodes, pods = case
+    check_every_decision(nodes, pods, make_policy(name, seed=seed, target=TargetWorkload.from_pods(pods)), seed)
+
+
+def check_every_decision(nodes: list[Node], pods: list[PodRequest], policy: Policy, seed: int) -> None:
+    """Place `pods` one by one with `policy`, each decision checked against the exact allocator."""
     arrays, exact = ClusterArrays(nodes), ClusterState(nodes)
-    policy = make_policy(name, seed=seed, target=TargetWorkload.from_pods(pods))
     rng = np.random.default_rng(seed)
     for pod in pods:
         decision = place_one(arrays, pod, policy, rng)

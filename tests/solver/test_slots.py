@@ -4,10 +4,10 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ome.domain import MILLI, Assignment, ClusterState, Node, PodRequest
+from ome.domain import MILLI, Assignment, Node, PodRequest
 from ome.solver import Bind, ClusterArrays, OmePolicy, SlotBook, SlotPlan, TargetWorkload, place_one, pod_kind
 
-from .test_online_feasible import scenario
+from .test_online_feasible import check_every_decision, scenario
 
 
 def _one_gpu(name: str, cpu: int = 4) -> PodRequest:
@@ -91,14 +91,4 @@ def test_a_plan_never_leads_to_an_infeasible_state_nor_a_refused_pod_that_fits(
     case: tuple[list[Node], list[PodRequest], SlotPlan], seed: int
 ) -> None:
     nodes, pods, plan = case
-    arrays, exact = ClusterArrays(nodes), ClusterState(nodes)
-    policy = OmePolicy(TargetWorkload.from_pods(pods), plan=plan)
-    rng = np.random.default_rng(seed)
-    for pod in pods:
-        decision = place_one(arrays, pod, policy, rng)
-        if isinstance(decision, Bind):
-            exact.allocate(pod, decision.node, decision.gpus)  # raises on any infeasible choice
-            arrays.allocate(pod, decision.node, decision.gpus)
-            policy.observe(arrays, pod, decision.node, decision.gpus)
-        else:
-            assert not any(exact.check(pod, i).ok for i in range(len(nodes)))
+    check_every_decision(nodes, pods, OmePolicy(TargetWorkload.from_pods(pods), plan=plan), seed)
