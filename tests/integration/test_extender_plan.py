@@ -4,7 +4,10 @@ process from the target workload, installs it, and the scheduler binds the pods 
 The workload is chosen so that one packing alone serves it all, and so the plan is known in
 advance whatever the solver's luck: 4 "heavy" pods (1 GPU, 24 cores) can only share the two
 CPU-rich nodes (2 GPUs, 64 cores each), which leaves the two CPU-poor nodes (2 GPUs, 8 cores)
-to the 4 "light" pods (1 GPU, 2 cores)."""
+to the 4 "light" pods (1 GPU, 2 cores). `ome` alone would place these pods the same way, so
+what this proves is the plan's path through the product (solved in the child process, shown
+in /debug/state, adopted, the pods bound by the real scheduler where the slots are), not
+that a plan beats `ome`; the unit tests and the replays show that."""
 
 from __future__ import annotations
 

@@ -74,15 +74,17 @@ def resampled(pods: Sequence[PodRequest], capacity_milli: int, seed: int) -> lis
     return out
 
 
-def allocated_pct(nodes: Sequence[Node], sequence: Sequence[PodRequest], policy: OmePolicy) -> float:
-    """GPU % allocated once `sequence` is placed one pod at a time (first node on ties)."""
-    cluster, rng = ClusterArrays(nodes), np.random.default_rng(0)
+def place_in_order(nodes: Sequence[Node], sequence: Sequence[PodRequest], policy: OmePolicy,
+                   seed: int = 0) -> tuple[float, list[Assignment]]:
+    """`sequence` placed one pod at a time (first node on ties): GPU % allocated, and where each went."""
+    cluster, rng = ClusterArrays(nodes), np.random.default_rng(seed)
+    placed: list[Assignment] = []
     for pod in sequence:
         decision = place_one(cluster, pod, policy, rng, tie_break="first")
         if isinstance(decision, Bind):
-            cluster.allocate(pod, decision.node, decision.gpus)
+            placed.append(cluster.allocate(pod, decision.node, decision.gpus))
             policy.observe(cluster, pod, decision.node, decision.gpus)
-    return 100.0 * cluster.allocated_gpu_milli() / max(cluster.gpu_capacity_milli, 1)
+    return 100.0 * cluster.allocated_gpu_milli() / max(cluster.gpu_capacity_milli, 1), placed
 
 
 def plan_slots(
@@ -102,17 +104,8 @@ def plan_slots(
     expected = expected_pods(pods, sum(n.gpu_count for n in nodes) * MILLI, level,
                               PLAN_SHUFFLE_SEED + settings.random_seed, multi_level)
     target = target if target is not None else TargetWorkload.from_pods(pods)
-    cluster = ClusterArrays(nodes)
-    policy, rng = OmePolicy(target), np.random.default_rng(settings.random_seed)
-    start: list[Assignment] = []
-    for pod in expected:
-        decision = place_one(cluster, pod, policy, rng, tie_break="first")
-        if isinstance(decision, Bind):
-            a = cluster.allocate(pod, decision.node, decision.gpus)
-            policy.observe(cluster, pod, decision.node, decision.gpus)
-            if not pod.num_gpu:
-                start.append(a)
-    online_pct = 100.0 * cluster.allocated_gpu_milli() / cluster.gpu_capacity_milli
+    online_pct, placed = place_in_order(nodes, expected, OmePolicy(target), settings.random_seed)
+    start = [a for a in placed if not a.pod.num_gpu]
     left = max(1.0, settings.max_time_in_seconds - (time.perf_counter() - started))
     result = solve_optimum(nodes, expected, replace(settings, max_time_in_seconds=left), start=start,
                            keep_started=True, bound_from_duals=False)
@@ -125,8 +118,8 @@ def plan_slots(
     alone = followed = 0.0
     for run in range(validation_runs):
         sequence = resampled(pods, capacity, PLAN_SHUFFLE_SEED + settings.random_seed + 1 + run)
-        alone += allocated_pct(nodes, sequence, OmePolicy(target))
-        followed += allocated_pct(nodes, sequence, OmePolicy(target, plan=plan))
+        alone += place_in_order(nodes, sequence, OmePolicy(target))[0]
+        followed += place_in_order(nodes, sequence, OmePolicy(target, plan=plan))[0]
     stats = {"online_pct": online_pct, "pods": float(len(expected)), "check_alone_pct": alone / max(validation_runs, 1),
              "check_followed_pct": followed / max(validation_runs, 1), "seconds": time.perf_counter() - started}
     return replace(plan, adopted=validation_runs == 0 or followed > alone, stats=stats)
