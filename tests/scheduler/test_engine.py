@@ -384,3 +384,25 @@ def test_ome_plan_is_solved_in_a_separate_process_from_the_target_workload() -> 
     assert solve_plan(e) and e.plan is not None
     assert sum(e.plan.slots.get("a", {}).values()) + sum(e.plan.slots.get("b", {}).values()) == e.plan.count() > 0
     assert not solve_plan(e)  # one plan per target: nothing more to solve until the workload changes
+
+
+def test_ome_plan_is_solved_again_only_when_the_nodes_or_the_workload_mix_change() -> None:
+    from ome.solver import SlotPlan
+
+    clock = Clock()
+    e = Extender(ExtenderSettings(policy="ome-plan"), target=None, clock=clock)
+    e.replace_nodes(cluster(("a", "A100", 2), ("b", "A100", 2)))
+    e.replace_pods([make_pod("p1", gpus=1, node="a", gpu_index="0", uid="u1")])
+    e.filter(pod_from_v1(make_pod("x", gpus=1)), names(e))  # builds the observed target
+    inputs = e.plan_inputs()
+    assert inputs is not None and [p.name for p in inputs[1]] == ["default/p1"]
+    e.set_plan(SlotPlan({"a": {}}))
+    clock.now += 601.0  # past target_refresh_s: the target is rebuilt, from the same pods
+    assert e.refresh_target() and e.plan_inputs() is None  # same nodes, same mix: the plan stays
+    e.pod_event("ADDED", make_pod("p2", milli=500, node="b", gpu_index="0", uid="u2"))
+    clock.now += 601.0
+    assert e.refresh_target()
+    inputs = e.plan_inputs()  # a new kind in the workload: plan again
+    assert inputs is not None and sorted(p.name for p in inputs[1]) == ["default/p1", "default/p2"]
+    e.set_plan(None)  # that solve failed: the same inputs are asked for again
+    assert e.plan_inputs() is not None

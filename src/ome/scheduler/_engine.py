@@ -23,7 +23,7 @@ import hashlib
 import logging
 import threading
 import time
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import repeat
@@ -43,6 +43,7 @@ from ome.solver import (
     TargetWorkload,
     make_policy,
     place_one,
+    pod_kind,
 )
 
 from ._scores import MAX_SHAPES, RecordingPolicy, is_node_local
@@ -223,6 +224,7 @@ class Extender:
         make_policy(base, seed=settings.seed, target=target or target_from_pods(()))  # fail fast
         self._slot_plan: SlotPlan | None = None
         self._plan_wanted = self._planned  # a plan for the current target is still to be solved
+        self._planned_from: object = None  # the nodes and workload mix the current plan was solved from
         self.nodes: dict[str, Node] = {}
         self.bad_nodes: dict[str, str] = {}
         self.pods: dict[str, PodInfo] = {}
@@ -281,6 +283,12 @@ class Extender:
             if not any(n.gpu_count for n in nodes) or not any(p.num_gpu for p in pods):
                 return None
             self._plan_wanted = False
+            # A plan depends on the nodes and the workload's kinds and counts only: the same
+            # inputs again keep the plan (and its slots already counted) instead of a re-solve.
+            solved_from = (nodes, frozenset(Counter(pod_kind(p) for p in pods).items()))
+            if solved_from == self._planned_from:
+                return None
+            self._planned_from = solved_from
             return nodes, tuple(pods)
 
     def set_plan(self, plan: SlotPlan | None) -> None:
@@ -289,6 +297,7 @@ class Extender:
         with self._lock:
             if plan is None:
                 self._plan_wanted = self._planned
+                self._planned_from = None
                 return
             self._slot_plan = plan
             self._dirty = True
