@@ -50,7 +50,8 @@ def test_ome_plan_places_through_a_real_kube_scheduler(tmp_path: Path) -> None:
         with (tmp_path / "extender.log").open("ab") as log:
             procs.append(subprocess.Popen([sys.executable, "-m", "ome.scheduler", "serve", "--port", str(port),
                                            "--kubeconfig", kc, "--policy", "ome-plan", "--target", str(target),
-                                           "--plan-seconds", "5", "--plan-checks", "0", "--tie-break", "first"],
+                                           "--plan-seconds", "5", "--plan-checks", "0", "--plan-candidates", "1",
+                                           "--tie-break", "first"],
                                           stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
         procs.append(start_ome_scheduler(tmp_path, cluster.kubeconfig, ext))
         with cluster.http() as http:

@@ -115,11 +115,13 @@ def test_ome_plan_solves_one_plan_per_scenario_and_follows_it(monkeypatch: pytes
     from ome.simulations import run_all
 
     solved: list[float] = []
+    plans = []
     real = run.plan_for.__wrapped__  # the uncached function
 
     def counting(s: Scenario):  # type: ignore[no-untyped-def]
         solved.append(s.solver_seconds or 0.0)
-        return real(s)
+        plans.append(real(s))
+        return plans[-1]
 
     monkeypatch.setattr(run, "plan_for", counting)
     scenario = Scenario(None, None, solver_seconds=2.0)
@@ -128,10 +130,11 @@ def test_ome_plan_solves_one_plan_per_scenario_and_follows_it(monkeypatch: pytes
     results = grouped["ome-plan"]
     assert [r.policy for r in results] == ["ome-plan", "ome-plan"]
     assert all(r.placed > 0 and 0.0 <= r.unallocated_pct[100] <= 100.0 for r in results)
-    assert {"plan_adopted", "plan_check_alone_pct", "plan_check_followed_pct"} <= set(results[0].extra)
+    assert {"plan_adopted", "plan_check_alone_pct", "plan_check_followed_pct", "plan_candidates", "plan_chosen"} <= set(
+        results[0].extra)
     # An adopted plan is followed: the same pods in the same order land elsewhere than with ome
     # alone (here the plan only ties ome in its check, so it is adopted by hand).
-    plan = real(scenario)
+    plan = plans[0]
     with_plan = run_task(Task(replace(scenario, as_is=True), "ome-plan", 1), plan=replace(plan, adopted=True))
     without = run_task(Task(replace(scenario, as_is=True), "ome", 1))
     assert with_plan.placements != without.placements

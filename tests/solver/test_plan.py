@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import replace
 
 from ome.domain import MILLI, Node, PodRequest
 from ome.solver import pod_kind
@@ -75,3 +76,27 @@ def test_a_plan_that_loses_its_check_is_not_followed() -> None:
     policy = OmePolicy(TargetWorkload.from_pods(pods), plan=plan)
     assert policy.name == "ome-plan" and policy.plan is None  # the setting's name, ome's placements
     assert OmePolicy(TargetWorkload.from_pods(pods), plan=replace(plan, adopted=True)).plan is not None
+
+
+def test_of_several_candidate_plans_the_check_chooses_the_one_that_does_best() -> None:
+    from ome.solver import OmePolicy, TargetWorkload
+    from ome.solver.cpsat._plan import PLAN_SHUFFLE_SEED, place_in_order, resampled
+
+    nodes = [Node(f"n{i}", 32000, 131072, "T4", 4) for i in range(3)] + [Node("cpu0", 64000, 131072, "", 0)]
+    pods = _pods()
+    plan = plan_slots(nodes, pods, settings=FAST, multi_level=None, candidates=3, validation_runs=3)
+    assert plan.stats["candidates"] == 3 and plan.stats["chosen"] in (0, 1, 2)
+    # The figures are the chosen plan's, on the check's own sequences, and so is the adoption.
+    target = TargetWorkload.from_pods(pods)
+    sequences = [resampled(pods, 12 * MILLI, PLAN_SHUFFLE_SEED + FAST.random_seed + 1 + run) for run in range(3)]
+    followed = sum(place_in_order(nodes, s, OmePolicy(target, plan=plan))[0] for s in sequences) / 3
+    alone = sum(place_in_order(nodes, s, OmePolicy(target))[0] for s in sequences) / 3
+    assert abs(plan.stats["check_followed_pct"] - followed) < 1e-9 and abs(plan.stats["check_alone_pct"] - alone) < 1e-9
+    assert plan.adopted == (followed > alone)
+    # Candidate k is the plan of seed + k alone; the chosen one is the first that does best.
+    singles = [plan_slots(nodes, pods, settings=replace(FAST, random_seed=FAST.random_seed + k), multi_level=None,
+                          candidates=1, validation_runs=0) for k in range(3)]
+    scores = [sum(place_in_order(nodes, s, OmePolicy(target, plan=replace(c, adopted=True)))[0] for s in sequences) / 3
+              for c in singles]
+    chosen = int(plan.stats["chosen"])
+    assert singles[chosen].slots == plan.slots and chosen == scores.index(max(scores))

@@ -24,12 +24,12 @@ from ._settings import PLANNED_POLICY
 log = logging.getLogger("ome.scheduler")
 
 
-def _solve(nodes: Sequence[Node], pods: Sequence[PodRequest], seconds: float, checks: int) -> SlotPlan:
+def _solve(nodes: Sequence[Node], pods: Sequence[PodRequest], seconds: float, checks: int, candidates: int) -> SlotPlan:
     # Runs in the child process only. Imported by name so that the extender process, which
     # pickles this function by reference, never imports OR-Tools (.importlinter holds it to that).
     cpsat = importlib.import_module("ome.solver.cpsat")
     plan: SlotPlan = cpsat.plan_slots(nodes, pods, settings=cpsat.SolverSettings(max_time_in_seconds=seconds),
-                                      validation_runs=checks)
+                                      validation_runs=checks, candidates=candidates)
     return plan
 
 
@@ -42,15 +42,18 @@ def solve_plan(engine: Extender) -> bool:
     started = time.perf_counter()
     try:
         with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
-            plan = pool.submit(_solve, nodes, pods, engine.settings.plan_seconds, engine.settings.plan_checks).result()
+            settings = engine.settings
+            plan = pool.submit(_solve, nodes, pods, settings.plan_seconds, settings.plan_checks,
+                               settings.plan_candidates).result()
     except Exception:  # noqa: BLE001 - the extender keeps placing with `ome` alone
         log.exception("placement plan failed; placing without one until the next try")
         engine.set_plan(None)
         return False
     engine.set_plan(plan)
-    log.info("placement plan: %d slots on %d nodes, %.1f %% of the GPUs planned, %s (check: %.2f %% allocated "
-             "following it, %.2f %% without), in %.1fs", plan.count(), len(plan.slots), plan.planned_pct,
-             "adopted" if plan.adopted else "not adopted", plan.stats.get("check_followed_pct", 0.0),
+    log.info("placement plan: %d slots on %d nodes, %.1f %% of the GPUs planned, %s (candidate %d of %d; check: "
+             "%.2f %% allocated following it, %.2f %% without), in %.1fs", plan.count(), len(plan.slots),
+             plan.planned_pct, "adopted" if plan.adopted else "not adopted", plan.stats.get("chosen", 0.0) + 1,
+             plan.stats.get("candidates", 1.0), plan.stats.get("check_followed_pct", 0.0),
              plan.stats.get("check_alone_pct", 0.0), time.perf_counter() - started)
     return True
 

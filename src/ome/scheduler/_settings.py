@@ -49,10 +49,12 @@ class ExtenderSettings:
     max_body_bytes: int = 64 << 20
     """Largest request body accepted (a non-cache-capable NodeList of thousands of nodes)."""
     plan_seconds: float = 30.0
-    """With PLANNED_POLICY: CP-SAT time limit of one plan."""
-    plan_checks: int = 2
-    """With PLANNED_POLICY: resampled arrival orders a plan must beat `ome` alone on to be
-    adopted (0: adopted unchecked)."""
+    """With PLANNED_POLICY: CP-SAT time limit of one candidate plan."""
+    plan_checks: int = 6
+    """With PLANNED_POLICY: resampled arrival orders the candidate plans are compared on, and
+    the best must beat `ome` alone on to be adopted (0: the best-packed one, unchecked)."""
+    plan_candidates: int = 3
+    """With PLANNED_POLICY: plans solved (each for plan_seconds) for the check to choose from."""
     exact_preempt_max: int = 12
     """Preempt: exact search over victim subsets when a node has at most this many candidates."""
 
@@ -66,3 +68,5 @@ class ExtenderSettings:
                 raise ValueError(f"{name} must be > 0")
         if self.plan_checks < 0:
             raise ValueError("plan_checks must be >= 0")
+        if self.plan_candidates < 1:
+            raise ValueError("plan_candidates must be >= 1")

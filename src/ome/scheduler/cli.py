@@ -31,8 +31,9 @@ def serve(
     tie_break: Annotated[str, typer.Option(help="Equal top scores: 'random' (seeded per pod) or 'first' (name order).")] = "random",
     filter_mode: Annotated[str, typer.Option(help=f"{FILTER_CHOSEN!r}: filter returns only the chosen node; {FILTER_FEASIBLE!r}: every feasible node, the choice scored 10 by prioritize.")] = FILTER_CHOSEN,
     reservation_ttl: Annotated[float, typer.Option(help="Seconds a filter's reservation waits for its bind.")] = 30.0,
-    plan_seconds: Annotated[float, typer.Option(help="ome-plan: CP-SAT seconds per plan, solved in a separate process.")] = 30.0,
-    plan_checks: Annotated[int, typer.Option(help="ome-plan: resampled arrival orders a plan must beat ome alone on (0: no check).")] = 2,
+    plan_seconds: Annotated[float, typer.Option(help="ome-plan: CP-SAT seconds per candidate plan, solved in a separate process.")] = 30.0,
+    plan_checks: Annotated[int, typer.Option(help="ome-plan: resampled arrival orders that choose among the candidate plans and that the chosen one must beat ome alone on (0: no check).")] = 6,
+    plan_candidates: Annotated[int, typer.Option(help="ome-plan: candidate plans solved for the check to choose from.")] = 3,
     log_level: Annotated[str, typer.Option(help="Python log level.")] = "INFO",
 ) -> None:
     """Serve filter/prioritize/bind/preempt, /healthz and /metrics, from a watch-backed cache."""
@@ -57,7 +58,7 @@ def serve(
     try:
         settings = ExtenderSettings(policy=policy, seed=seed, tie_break=tie_break, target_path=target, filter_mode=filter_mode,
                                     reservation_ttl_s=reservation_ttl, plan_seconds=plan_seconds,
-                                    plan_checks=plan_checks)
+                                    plan_checks=plan_checks, plan_candidates=plan_candidates)
         target_pods = pods_from_csv(target) if target else []
         engine = Extender(settings, target=TargetWorkload.from_pods(target_pods) if target_pods else None,
                           warm_shapes=target_pods)

@@ -34,7 +34,7 @@ def simulate(
     tie_break: Annotated[str, typer.Option(help="equal top scores go to the first node in list order ('first') or a random one ('random')")] = "first",
     workers: Annotated[Optional[int], typer.Option(help="parallel processes (default: CPU count)")] = None,
     solver_seconds: Annotated[Optional[float], typer.Option(
-        help="CP-SAT time limit per level (optimum), per repack (ome-repack, ome-preempt-repack) or for the plan (ome-plan); default 10, 20 and 30. "
+        help="CP-SAT time limit per level (optimum), per repack (ome-repack, ome-preempt-repack) or per candidate plan (ome-plan); default 10, 20 and 30. "
         "Each solve uses 2 threads: with --workers 1 it has the 2 cores to itself")] = None,
     json_out: Annotated[Optional[Path], typer.Option("--json", help="write the JSON report here")] = None,
     plot_out: Annotated[Optional[Path], typer.Option("--plot", help="write the Figure 9(a)-style PNG here")] = None,
@@ -61,8 +61,8 @@ def simulate(
     gpus = sum(n.gpu_count for n in node_list)
     console.print(f"{scenario.name}: {len(node_list)} nodes, {gpus} GPUs, {len(pods)} pods in the trace; {len(tasks)} runs")
     if OME_PLAN in names:
-        console.print(f"{OME_PLAN}: solving the placement plan first ({scenario.solver_seconds or PLAN_SECONDS:.0f} s of "
-                      "CP-SAT, then its check against ome alone)")
+        console.print(f"{OME_PLAN}: solving candidate placement plans first ({scenario.solver_seconds or PLAN_SECONDS:.0f} s "
+                      "of CP-SAT each, then the check that chooses one and compares it with ome alone)")
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console) as bar:
         job = bar.add_task("replaying", total=len(tasks))
         by_policy = run_all(tasks, workers, on_done=lambda t, r: bar.advance(job))
@@ -70,7 +70,8 @@ def simulate(
     _print_table(data)
     plan = data["policies"].get(OME_PLAN, {}).get("plan")
     if plan:
-        console.print(f"{OME_PLAN}: plan {'adopted' if plan['adopted'] else 'not adopted (placed as ome)'}; its check: "
+        which = f"{int(plan.get('chosen', 0)) + 1} of {int(plan.get('candidates', 1))}"
+        console.print(f"{OME_PLAN}: plan {which} {'adopted' if plan['adopted'] else 'not adopted (placed as ome)'}; its check: "
                       f"{plan.get('check_followed_pct', 0):.2f} % of the GPUs allocated following it, "
                       f"{plan.get('check_alone_pct', 0):.2f} % without")
     if json_out:

@@ -14,6 +14,12 @@ GPUs unallocated in total (a plan that only ties may still cost later: on the em
 synthetic cluster one did, 0.05 -> 0.16 % from 105 % arrived). Where the packing has little
 room beyond what `ome` finds (the GPU-sharing-heavy workloads) a plan's slots are mostly
 noise, and `ome` alone keeps placing.
+
+Plans differ with the solver's seed and the order `ome` first placed the expected workload
+in, and by more than their packings show: PLAN_CANDIDATES plans are solved, each with the
+whole time limit, and the one that does best on the same check sequences is the one checked
+against `ome` alone. The check, not the plan's own packing, chooses: it is the plan's value
+on arrivals drawn from the workload, which is what a replay or a cluster then sees.
 """
 
 from __future__ import annotations
@@ -36,7 +42,10 @@ PLAN_SHUFFLE_SEED = 987_654_321  # the plan's own order; unrelated to any arriva
 # arrivals often run above their expected count, and one that finds no whole-GPU home loses
 # up to 8 GPUs at once. 1.3 is the highest load the replays report (their inflation).
 MULTI_GPU_LEVEL = 1.3
-VALIDATION_RUNS = 2
+# Two orders let a plan through on gpushare80 that won them by 0.01 % and lost 0.05 in the
+# replays; on six its mean was below `ome` alone.
+VALIDATION_RUNS = 6
+PLAN_CANDIDATES = 3
 
 
 def expected_pods(pods: Sequence[PodRequest], capacity_milli: int, level: float, seed: int = PLAN_SHUFFLE_SEED,
@@ -96,14 +105,36 @@ def plan_slots(
     target: TargetWorkload | None = None,
     multi_level: float | None = MULTI_GPU_LEVEL,
     validation_runs: int = VALIDATION_RUNS,
+    candidates: int = PLAN_CANDIDATES,
 ) -> SlotPlan:
     """A SlotPlan for `nodes` from the workload `pods` (the list the target workload comes from):
     its kinds at their expected counts for `level` x the cluster's GPUs (multi-GPU kinds for
-    `multi_level`), packed by `solve_optimum` within `settings`' time limit."""
+    `multi_level`), packed by `solve_optimum` within `settings`' time limit, per candidate;
+    of `candidates` plans, the one that does best on the check."""
+    started = time.perf_counter()
+    target = target if target is not None else TargetWorkload.from_pods(pods)
+    capacity = sum(n.gpu_count for n in nodes) * MILLI
+    plans = [_one_plan(nodes, pods, level, replace(settings, random_seed=settings.random_seed + k), target, multi_level)
+             for k in range(max(1, candidates))]
+    sequences = [resampled(pods, capacity, PLAN_SHUFFLE_SEED + settings.random_seed + 1 + run)
+                 for run in range(validation_runs)]
+    alone = float(np.mean([place_in_order(nodes, seq, OmePolicy(target))[0] for seq in sequences])) if sequences else 0.0
+    followed = [float(np.mean([place_in_order(nodes, seq, OmePolicy(target, plan=p))[0] for seq in sequences]))
+                if sequences else p.planned_pct for p in plans]
+    chosen = int(np.argmax(followed))  # the first of equals
+    plan = plans[chosen]
+    stats = dict(plan.stats, check_alone_pct=alone, check_followed_pct=followed[chosen] if sequences else 0.0,
+                 candidates=float(len(plans)), chosen=float(chosen), seconds=time.perf_counter() - started)
+    return replace(plan, adopted=not sequences or followed[chosen] > alone, stats=stats)
+
+
+def _one_plan(nodes: Sequence[Node], pods: Sequence[PodRequest], level: float, settings: SolverSettings,
+              target: TargetWorkload, multi_level: float | None) -> SlotPlan:
+    """`ome` places the expected workload, in an order from `settings`' seed; its CPU-only pods
+    stay, and solve_optimum repacks the rest."""
     started = time.perf_counter()
     expected = expected_pods(pods, sum(n.gpu_count for n in nodes) * MILLI, level,
                               PLAN_SHUFFLE_SEED + settings.random_seed, multi_level)
-    target = target if target is not None else TargetWorkload.from_pods(pods)
     online_pct, placed = place_in_order(nodes, expected, OmePolicy(target), settings.random_seed)
     start = [a for a in placed if not a.pod.num_gpu]
     left = max(1.0, settings.max_time_in_seconds - (time.perf_counter() - started))
@@ -112,14 +143,6 @@ def plan_slots(
     slots: dict[str, Counter[PodKind]] = {}
     for a in result.assignments:
         slots.setdefault(nodes[a.node].name, Counter())[pod_kind(a.pod)] += 1
-    capacity = result.capacity_milli or 1
-    plan = SlotPlan({name: dict(kinds) for name, kinds in slots.items()}, level=level,
-                    planned_pct=100.0 * result.allocated_milli / capacity)
-    alone = followed = 0.0
-    for run in range(validation_runs):
-        sequence = resampled(pods, capacity, PLAN_SHUFFLE_SEED + settings.random_seed + 1 + run)
-        alone += place_in_order(nodes, sequence, OmePolicy(target))[0]
-        followed += place_in_order(nodes, sequence, OmePolicy(target, plan=plan))[0]
-    stats = {"online_pct": online_pct, "pods": float(len(expected)), "check_alone_pct": alone / max(validation_runs, 1),
-             "check_followed_pct": followed / max(validation_runs, 1), "seconds": time.perf_counter() - started}
-    return replace(plan, adopted=validation_runs == 0 or followed > alone, stats=stats)
+    return SlotPlan({name: dict(kinds) for name, kinds in slots.items()}, level=level,
+                    planned_pct=100.0 * result.allocated_milli / (result.capacity_milli or 1),
+                    stats={"online_pct": online_pct, "pods": float(len(expected))})
