@@ -108,8 +108,8 @@ def run_task(task: Task, plan: SlotPlan | None = None) -> ReplayResult:
     result = replay(ClusterArrays(nodes), seq, policy, seed=task.seed, target=target,
                     keep_placements=task.scenario.as_is, tie_break=task.scenario.tie_break)
     if plan is not None and task.policy == OME_PLAN:
-        result.extra.update(plan_adopted=float(plan.adopted), plan_planned_pct=plan.planned_pct,
-                            **{f"plan_{k}": v for k, v in plan.stats.items() if k.startswith("check_") or k in ("candidates", "chosen")})
+        shown = {f"plan_{k}": v for k, v in plan.stats.items() if k.startswith("check_") or k in ("candidates", "chosen")}
+        result.extra.update(plan_adopted=float(plan.adopted), plan_planned_pct=plan.planned_pct, **shown)
     return result
 
 

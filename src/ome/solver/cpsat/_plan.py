@@ -42,8 +42,8 @@ PLAN_SHUFFLE_SEED = 987_654_321  # the plan's own order; unrelated to any arriva
 # arrivals often run above their expected count, and one that finds no whole-GPU home loses
 # up to 8 GPUs at once. 1.3 is the highest load the replays report (their inflation).
 MULTI_GPU_LEVEL = 1.3
-# Two orders let a plan through on gpushare80 that won them by 0.01 % and lost 0.05 in the
-# replays; on six its mean was below `ome` alone.
+# Two orders let gpushare80 plans through that then cost 0.05 at 100 % (one) or 0.8 at 90 %
+# (another) in the replays; on six orders the latter's mean was below `ome` alone.
 VALIDATION_RUNS = 6
 PLAN_CANDIDATES = 3
 
