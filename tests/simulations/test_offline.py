@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
 from ome.domain import MILLI, ClusterState, Node, PodRequest
 from ome.simulations._offline import level_prefixes, optimum_levels, replay_with_repack, solve_levels
 from ome.simulations._replay import LEVELS, arrival_sequence, replay
@@ -97,3 +100,59 @@ def test_replay_with_repack_and_preemption_stays_feasible_and_serves_more_produc
         nodes, seq, "ome", TargetWorkload.from_pods(pods), seed=4, every_pods=8, budget_moves=4, settings=FAST,
         keep_placements=True).placements}
     assert sum(by_name[n].priority for n in running) > sum(by_name[n].priority for n in plain_running)
+
+
+NO_REPACK = 10**9  # every_pods: the replay's repacks never run, only what happens at arrival
+
+
+def test_reclaim_lets_a_whole_gpu_pod_displace_a_best_effort_share_of_its_own_class() -> None:
+    nodes = [Node("n", 16_000, 64_000, "T4", 1)]
+    seq = [PodRequest("be-810", 2_000, 4_000, 1, 810, priority=0), PodRequest("be-1000", 4_000, 8_000, 1, MILLI, priority=0),
+           PodRequest("ls-cpu", 1_000, 1_000, priority=1)]  # a production pod: the workload has two classes
+    target = TargetWorkload.from_pods(seq)
+    log: list[tuple[str, int, tuple[int, ...]]] = []
+    result = replay_with_repack(nodes, seq, "ome", target, seed=1, every_pods=NO_REPACK, preempt=True,
+                                reclaim_gain_milli=100, keep_placements=True, log=log)
+    assert result.policy == "ome-reclaim" and log == [("reclaim", 1, (0,))]
+    assert sorted(name for name, _, _ in result.placements) == ["be-1000", "ls-cpu"]
+    assert result.allocated_pct_final == 100.0 and (result.extra["reclaims"], result.extra["reclaim_evicted"]) == (1, 1)
+    assert result.failed == 1  # be-810 waits: nowhere else to go
+    strict = replay_with_repack(nodes, seq, "ome", target, seed=1, every_pods=NO_REPACK, preempt=True,
+                                reclaim_gain_milli=200)  # a gain of 190 is not enough
+    assert strict.allocated_pct_final == 81.0 and strict.extra["reclaims"] == 0
+    one_class = [replace(p, priority=0) for p in seq]  # nothing marks a pod as best-effort: no reclaim
+    same = replay_with_repack(nodes, one_class, "ome", TargetWorkload.from_pods(one_class), seed=1, every_pods=NO_REPACK,
+                              preempt=True, reclaim_gain_milli=100)
+    assert same.allocated_pct_final == 81.0 and "reclaims" not in same.extra
+
+
+def pods_with_classes() -> st.SearchStrategy[list[PodRequest]]:
+    shape = st.tuples(st.integers(0, 2), st.sampled_from([160, 470, 810, MILLI]), st.integers(1, 6), st.integers(0, 1))
+    return st.lists(shape, min_size=2, max_size=16).map(lambda rows: [
+        PodRequest(f"p{k}", cpu * 1_000, 1_000, gpus, (milli if gpus == 1 else MILLI) if gpus else 0, priority=prio)
+        for k, (gpus, milli, cpu, prio) in enumerate(rows)
+    ])
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(pods_with_classes(), st.integers(0, 3), st.sampled_from([1, 100, 400]))
+def test_reclaims_evict_only_best_effort_pods_for_a_gain_and_end_feasible(seq: list[PodRequest], seed: int,
+                                                                          gain: int) -> None:
+    nodes = [Node("a", 8_000, 64_000, "T4", 2), Node("b", 12_000, 64_000, "G2", 4)]
+    log: list[tuple[str, int, tuple[int, ...]]] = []
+    result = replay_with_repack(nodes, seq, "ome", TargetWorkload.from_pods(seq), seed, every_pods=NO_REPACK,
+                                preempt=True, reclaim_gain_milli=gain, keep_placements=True, log=log)
+    lowest = min(p.priority for p in seq)
+    for kind, pod, victims in log:
+        if kind == "reclaim":
+            assert all(seq[v].priority == lowest <= seq[pod].priority for v in victims)
+            assert seq[pod].gpu_demand_milli - sum(seq[v].gpu_demand_milli for v in victims) >= gain
+        else:
+            assert victims and all(seq[v].priority < seq[pod].priority for v in victims)
+    assert result.extra.get("reclaims", 0) == sum(kind == "reclaim" for kind, _, _ in log)
+    assert result.placed + result.failed == len(seq)
+    state = ClusterState(nodes)
+    by_name = {p.name: p for p in seq}
+    for name, node, gpus in result.placements:
+        state.allocate(by_name[name], state.index_of(node), gpus)
+    assert abs(100.0 * state.allocated_gpu_milli() / (6 * MILLI) - result.allocated_pct_final) < 1e-9

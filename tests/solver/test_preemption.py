@@ -18,6 +18,7 @@ from ome.solver import (
     ReplicaRequest,
     Tier,
     VictimUnit,
+    select_reclaim,
     select_victims,
 )
 
@@ -198,3 +199,88 @@ def test_matches_brute_force_oracle(pods: list[tuple[int, int, int]], need: int)
 def test_assignment_type_is_domain() -> None:
     cluster, ctx, units = build([node("n0")], [Running("low", 10, [("n0", 2)])])
     assert isinstance(units[0].assignments[0], Assignment)
+
+
+# ------------------------------------------------------------------------ reclaim: evict for a gain in GPU
+
+
+def share(milli: int, priority: int, name: str) -> PodRequest:
+    return PodRequest(name, 100, 100, 1, milli, priority=priority)
+
+
+def build_shares(nodes: list[Node], running: list[tuple[str, str, int, int, int]]) -> tuple[ClusterArrays, PlanContext, list[VictimUnit]]:
+    """running: (key, node, GPU index, milli, priority), one sharing pod each."""
+    cluster = ClusterArrays(nodes)
+    units = []
+    for key, name, gpu, milli, priority in running:
+        a = cluster.allocate(share(milli, priority, key), cluster.index[name], (gpu,))
+        units.append(VictimUnit(key, priority, (a,)))
+    return cluster, PlanContext.build(nodes), units
+
+
+def test_reclaim_evicts_a_share_for_a_whole_gpu_only_when_it_gains_enough() -> None:
+    cluster, ctx, units = build_shares([node("n0", gpus=1)], [("be-810", "n0", 0, 810, 0)])
+    whole = ReplicaRequest("w#0", (pod(1, 0, "w"),))
+    assert victims_of(select_reclaim(cluster, whole, units, ctx, min_gain_milli=100)) == ["be-810"]
+    assert victims_of(select_reclaim(cluster, whole, units, ctx, min_gain_milli=190)) == ["be-810"]
+    refused = select_reclaim(cluster, whole, units, ctx, min_gain_milli=191)
+    assert isinstance(refused, Infeasible) and "810 of its 1000" in refused.status.reasons[0]
+    assert isinstance(select_victims(cluster, whole, units, ctx), Infeasible)  # equal priority never preempts
+
+
+def test_reclaim_takes_the_fewest_gpu_milli_among_the_candidates_given() -> None:
+    cluster, ctx, units = build_shares(
+        [node("n0", gpus=1), node("n1", gpus=1)],
+        [("lone-810", "n0", 0, 810, 0), ("a-300", "n1", 0, 300, 5), ("b-300", "n1", 0, 300, 5)])
+    decision = select_reclaim(cluster, ReplicaRequest("w#0", (pod(1, 0, "w"),)), units, ctx, min_gain_milli=100)
+    assert victims_of(decision) == ["a-300", "b-300"]  # 600 disrupted beats 810, whatever the priorities
+    assert isinstance(decision, Preemption) and decision.plan.members[0].node_name == "n1"
+
+
+def test_reclaim_never_for_a_pod_without_gpus() -> None:
+    cluster, ctx, units = build_shares([node("n0", gpus=1)], [("be", "n0", 0, 500, 0)])
+    decision = select_reclaim(cluster, ReplicaRequest("c#0", (pod(0, 0, "c"),)), units, ctx, min_gain_milli=1)
+    assert isinstance(decision, Infeasible)
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 1), st.integers(0, 1), st.sampled_from([150, 300, 470, 650, 810, 1000])),
+                min_size=1, max_size=8),
+       st.sampled_from([320, 650, 1000]), st.sampled_from([1, 100, 300]))
+def test_reclaim_is_the_cheapest_eviction_and_only_for_its_gain(
+        pods: list[tuple[int, int, int]], want: int, min_gain: int) -> None:
+    """Against every subset of the running pods: the victims free the least GPU milli of any
+    subset that lets the pod land; the reclaim happens exactly when that least gains min_gain."""
+    nodes = [node("n0", gpus=2), node("n1", gpus=2)]
+    free = {(n, g): MILLI for n in range(2) for g in range(2)}
+    running = []
+    for i, (n, g, milli) in enumerate(pods):
+        if free[(n, g)] >= milli:
+            free[(n, g)] -= milli
+            running.append((f"u{i:02d}", f"n{n}", g, milli, 0))
+    cluster, ctx, units = build_shares(nodes, running)
+    request = ReplicaRequest("w#0", (share(want, 0, "w") if want < MILLI else pod(1, 0, "w"),))
+    decision = select_reclaim(cluster, request, units, ctx, min_gain_milli=min_gain)
+
+    least = None
+    for n in range(2):
+        here = [u for u in units if u.assignments[0].node == n]
+        for r in range(len(here) + 1):
+            for subset in itertools.combinations(here, r):
+                work = cluster.copy()
+                for u in subset:
+                    work.release(u.assignments[0])
+                if work.fits_mask_one(request.members[0], n):
+                    milli = sum(u.gpu_milli for u in subset)
+                    least = milli if least is None else min(least, milli)
+    if least is None or want - least < min_gain:
+        assert isinstance(decision, Infeasible)
+        return
+    assert isinstance(decision, Preemption)
+    assert decision.gpus_disrupted_milli == least
+    exact = ClusterState(nodes)
+    for u in units:
+        if u not in decision.victims:
+            exact.allocate(u.assignments[0].pod, u.assignments[0].node, u.assignments[0].gpus)
+    for m in decision.plan.members:
+        exact.allocate(m.pod, m.node, m.gpus)

@@ -25,8 +25,8 @@ import numpy as np
 
 from ome.domain import Assignment, Node, PodRequest
 from ome.solver import (
-    Bind, ClusterArrays, PlanContext, Policy, Preemption, ReplicaRequest, TargetWorkload, VictimUnit, make_policy,
-    place_one, select_victims,
+    Bind, ClusterArrays, Infeasible, PlanContext, Policy, Preemption, ReplicaRequest, TargetWorkload, VictimUnit, make_policy,
+    place_one, select_reclaim, select_victims,
 )
 
 from ._replay import CURVE_LEVELS, LEVELS, ReplayResult, record_levels
@@ -104,6 +104,34 @@ def preempt_for(cluster: ClusterArrays, ctx: PlanContext, running: dict[int, Ass
         return None
     units = [VictimUnit(str(k), a.pod.priority, (a,)) for k, a in lower.items()]
     plan = select_victims(cluster, ReplicaRequest(pod.name, (pod,)), units, ctx, eligible=_could_fit(cluster, lower, pod))
+    return _evict_and_place(cluster, running, i, pod, plan)
+
+
+def reclaim_class(sequence: Sequence[PodRequest]) -> int | None:
+    """The priority whose pods a reclaim may evict: the lowest, best-effort, class of the
+    workload; None where every pod has the same priority (nothing marks any pod as one to let go)."""
+    priorities = {p.priority for p in sequence}
+    return min(priorities) if len(priorities) > 1 else None
+
+
+def reclaim_for(cluster: ClusterArrays, ctx: PlanContext, running: dict[int, Assignment], i: int, pod: PodRequest,
+                reclaimable: int, min_gain_milli: int) -> list[int] | None:
+    """Evict running pods of priority `reclaimable` (never above the pod's own) so that `pod`
+    (sequence index i) lands, if that raises the GPU allocated by at least `min_gain_milli`
+    (``ome.solver.select_reclaim``); returns the victims' indices, or None (nothing changed)."""
+    if pod.priority < reclaimable:
+        return None
+    candidates = {k: a for k, a in running.items() if a.pod.priority == reclaimable}
+    if not candidates:
+        return None
+    units = [VictimUnit(str(k), a.pod.priority, (a,)) for k, a in candidates.items()]
+    plan = select_reclaim(cluster, ReplicaRequest(pod.name, (pod,)), units, ctx, min_gain_milli=min_gain_milli,
+                          eligible=_could_fit(cluster, candidates, pod))
+    return _evict_and_place(cluster, running, i, pod, plan)
+
+
+def _evict_and_place(cluster: ClusterArrays, running: dict[int, Assignment], i: int, pod: PodRequest,
+                     plan: Preemption | Infeasible) -> list[int] | None:
     if not isinstance(plan, Preemption):
         return None
     victims = [int(u.key) for u in plan.victims]
@@ -137,4 +165,4 @@ def _preempt_runner(
 
 RUNNERS = {OME_PREEMPT: _preempt_runner}
 
-__all__ = ["OME_PREEMPT", "RUNNERS", "place_online", "preempt_for", "replay_with_preemption"]
+__all__ = ["OME_PREEMPT", "RUNNERS", "place_online", "preempt_for", "reclaim_class", "reclaim_for", "replay_with_preemption"]

@@ -26,7 +26,7 @@ def simulate(
     nodes: Annotated[Optional[Path], typer.Option(help="node list CSV (default: openb_node_list_gpu_node.csv beside the trace)")] = None,
     trace_dir: Annotated[Optional[Path], typer.Option(help="folder of openb CSVs (default: $OME_TRACE_DIR)")] = None,
     policy: Annotated[str, typer.Option(help="comma-separated policies: online ones (ome, fgd, bestfit, ...), and the "
-                                              "settings ome-plan, optimum, ome-repack, ome-preempt, ome-preempt-repack")] = "ome,fgd,bestfit",
+                                              "settings ome-plan, optimum, ome-repack, ome-preempt, ome-preempt-repack, ome-reclaim")] = "ome,fgd,bestfit",
     seeds: Annotated[int, typer.Option(min=1, help="number of seeds")] = 10,
     first_seed: Annotated[int, typer.Option(help="first seed")] = 42,
     inflation: Annotated[float, typer.Option(min=0.1, help="arrivals up to this multiple of GPU capacity")] = 1.3,
@@ -34,7 +34,7 @@ def simulate(
     tie_break: Annotated[str, typer.Option(help="equal top scores go to the first node in list order ('first') or a random one ('random')")] = "first",
     workers: Annotated[Optional[int], typer.Option(help="parallel processes (default: CPU count)")] = None,
     solver_seconds: Annotated[Optional[float], typer.Option(
-        help="CP-SAT time limit per level (optimum), per repack (ome-repack, ome-preempt-repack) or per candidate plan (ome-plan); default 10, 20 and 30. "
+        help="CP-SAT time limit per level (optimum), per repack (ome-repack, ome-preempt-repack, ome-reclaim) or per candidate plan (ome-plan); default 10, 20 and 30. "
         "Each solve uses 2 threads: with --workers 1 it has the 2 cores to itself")] = None,
     json_out: Annotated[Optional[Path], typer.Option("--json", help="write the JSON report here")] = None,
     plot_out: Annotated[Optional[Path], typer.Option("--plot", help="write the Figure 9(a)-style PNG here")] = None,

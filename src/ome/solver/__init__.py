@@ -22,7 +22,7 @@ from ._planning import (
     plan_replica,
     plan_replicas,
 )
-from ._preemption import Preemption, VictimUnit, select_victims
+from ._preemption import Preemption, VictimUnit, select_reclaim, select_victims
 from .plugins import NEEDS_TARGET, OmePolicy, make_policy, policy_names, register
 from .plugins._slots import PodKind, SlotBook, SlotPlan, pod_kind
 
@@ -64,5 +64,6 @@ __all__ = [
     "plan_replicas",
     "policy_names",
     "register",
+    "select_reclaim",
     "select_victims",
 ]

@@ -23,6 +23,10 @@ Passes, per member of the preemptor (a gang's members in order, on distinct node
               disrupted, then the fewest replicas; a node with room needs no victim and wins.
 The members of a gang are chosen greedily one after another on a scratch copy in which the
 victims chosen so far are already gone, so the total is minimal per member, not globally.
+
+`select_reclaim` is the rescheduler's variant: the caller's candidates regardless of priority
+(best-effort pods of the request's own class), the fewest GPU milli disrupted, and only where
+the request brings more GPU milli than its victims hold.
 """
 
 from __future__ import annotations
@@ -238,3 +242,33 @@ def select_victims(cluster: ClusterArrays, request: ReplicaRequest, units: Seque
     cost = sum(ctx.pod_price(p.pod, p.node) for p in placed)
     plan = ReplicaPlan(request.key, tier_used[1], tier_used[0], tuple(placed), cost)
     return Preemption(plan, tuple(victims))
+
+
+def select_reclaim(cluster: ClusterArrays, request: ReplicaRequest, units: Sequence[VictimUnit], ctx: PlanContext,
+                   *, min_gain_milli: int, eligible: BoolArray | None = None,
+                   budgets: Mapping[str, int] | None = None) -> Preemption | Infeasible:
+    """Reclaim: evict `units` so that `request` lands only where that raises the GPU allocated.
+
+    Unlike `select_victims`, priority does not decide: every unit given is a candidate (the
+    caller passes the ones its policy lets go, e.g. best-effort pods of the request's own
+    class), and the fewest GPU milli disrupted wins. The result stands only if the request's
+    GPU milli exceeds the victims' by at least `min_gain_milli`; a request without GPUs gains
+    nothing and never reclaims. `cluster` is not mutated.
+    """
+    gain_at_most = sum(m.gpu_demand_milli for m in request.members)
+    if gain_at_most < max(1, min_gain_milli):
+        return Infeasible(Status(Code.UNSCHEDULABLE, (
+            f"replica {request.key} asks for {gain_at_most} GPU milli: no reclaim can gain {min_gain_milli}",), "reclaim"))
+    by_key = {u.key: u for u in units}
+    # One level below the request: select_victims then treats them all alike, by GPU milli first.
+    level = [VictimUnit(u.key, request.priority - 1, u.assignments, u.pdbs) for u in units]
+    found = select_victims(cluster, request, level, ctx, eligible, budgets)
+    if not isinstance(found, Preemption):
+        return found
+    victims = tuple(by_key[v.key] for v in found.victims)
+    freed = sum(v.gpu_milli for v in victims)
+    if gain_at_most - freed < min_gain_milli:
+        return Infeasible(Status(Code.UNSCHEDULABLE, (
+            f"replica {request.key}: the cheapest victims hold {freed} of its {gain_at_most} GPU milli; "
+            f"a reclaim must gain at least {min_gain_milli}",), "reclaim"))
+    return Preemption(found.plan, victims)
