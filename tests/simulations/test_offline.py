@@ -126,6 +126,19 @@ def test_reclaim_lets_a_whole_gpu_pod_displace_a_best_effort_share_of_its_own_cl
     assert same.allocated_pct_final == 81.0 and "reclaims" not in same.extra
 
 
+def test_the_periodic_refill_trades_a_best_effort_810_for_two_waiting_470s() -> None:
+    nodes = [Node("n", 16_000, 64_000, "T4", 1)]
+    seq = [PodRequest("be-810", 2_000, 4_000, 1, 810), PodRequest("ls-cpu", 1_000, 1_000, priority=1),
+           PodRequest("be-470a", 2_000, 4_000, 1, 470), PodRequest("be-470b", 2_000, 4_000, 1, 470)]
+    log: list[tuple[str, int, tuple[int, ...]]] = []
+    result = replay_with_repack(nodes, seq, "ome", TargetWorkload.from_pods(seq), seed=1, every_pods=4, settings=FAST,
+                                preempt=True, reclaim_gain_milli=100, keep_placements=True, log=log)
+    assert log == []  # neither 470 gains anything alone at arrival
+    assert sorted(name for name, _, _ in result.placements) == ["be-470a", "be-470b", "ls-cpu"]
+    assert result.allocated_pct_final == 94.0 and result.failed == 1
+    assert (result.extra["refills"], result.extra["refill_evicted"]) == (1, 1)
+
+
 def pods_with_classes() -> st.SearchStrategy[list[PodRequest]]:
     shape = st.tuples(st.integers(0, 2), st.sampled_from([160, 470, 810, MILLI]), st.integers(1, 6), st.integers(0, 1))
     return st.lists(shape, min_size=2, max_size=16).map(lambda rows: [
@@ -140,7 +153,7 @@ def test_reclaims_evict_only_best_effort_pods_for_a_gain_and_end_feasible(seq: l
                                                                           gain: int) -> None:
     nodes = [Node("a", 8_000, 64_000, "T4", 2), Node("b", 12_000, 64_000, "G2", 4)]
     log: list[tuple[str, int, tuple[int, ...]]] = []
-    result = replay_with_repack(nodes, seq, "ome", TargetWorkload.from_pods(seq), seed, every_pods=NO_REPACK,
+    result = replay_with_repack(nodes, seq, "ome", TargetWorkload.from_pods(seq), seed, every_pods=5, settings=FAST,
                                 preempt=True, reclaim_gain_milli=gain, keep_placements=True, log=log)
     lowest = min(p.priority for p in seq)
     for kind, pod, victims in log:

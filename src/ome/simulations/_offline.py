@@ -27,7 +27,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from ome.domain import MILLI, Assignment, Node, PodRequest
-from ome.solver import ClusterArrays, PlanContext, TargetWorkload, make_policy
+from ome.solver import ClusterArrays, PlanContext, TargetWorkload, make_policy, refill_gpus
 from ome.solver.cpsat import OptimumResult, SolverSettings, repack, solve_optimum
 
 from ._preempt import place_online, preempt_for, reclaim_class, reclaim_for
@@ -158,7 +158,7 @@ def replay_with_repack(
     waiting: list[int] = []
     arrived = 0
     levels, curve = list(LEVELS), list(CURVE_LEVELS)
-    moves = repacks = placed_by_repack = preemptions = evicted = reclaims = reclaim_evicted = 0
+    moves = repacks = placed_by_repack = preemptions = evicted = reclaims = reclaim_evicted = refills = refill_evicted = 0
     reclaimable = reclaim_class(sequence) if preempt and reclaim_gain_milli is not None else None
     repack_seconds = 0.0
 
@@ -185,6 +185,17 @@ def replay_with_repack(
                     log.append((kind, i, tuple(victims)))
                 policy.observe(cluster, pod, assignments[i].node, assignments[i].gpus)
                 waiting += [k for k in victims if not place(k)]
+        if (i + 1) % every_pods == 0 and waiting and reclaimable is not None and reclaim_gain_milli is not None:
+            for step in refill_gpus(cluster, assignments, {k: sequence[k] for k in waiting},
+                                    lambda p: p.priority == reclaimable, reclaim_gain_milli):
+                refills += 1
+                refill_evicted += len(step.evicted)
+                for k in step.evicted:
+                    cluster.release(assignments.pop(k))
+                for k in step.placed:
+                    assignments[k] = cluster.allocate(sequence[k], step.node, (step.gpu,))
+                placed_now = set(step.placed)
+                waiting = [k for k in waiting if k not in placed_now] + [k for k in step.evicted if k not in placed_now]
         if (i + 1) % every_pods == 0 and waiting:
             order = sorted(assignments)
             r = repack(nodes, [assignments[k] for k in order], budget_moves, settings,
@@ -207,7 +218,7 @@ def replay_with_repack(
     if preempt:
         result.extra.update(preemptions=preemptions, evicted=evicted)
     if reclaimable is not None:
-        result.extra.update(reclaims=reclaims, reclaim_evicted=reclaim_evicted)
+        result.extra.update(reclaims=reclaims, reclaim_evicted=reclaim_evicted, refills=refills, refill_evicted=refill_evicted)
     return result
 
 

@@ -23,6 +23,7 @@ from ._planning import (
     plan_replicas,
 )
 from ._preemption import Preemption, VictimUnit, select_reclaim, select_victims
+from ._refill import Refill, refill_gpus
 from .plugins import NEEDS_TARGET, OmePolicy, make_policy, policy_names, register
 from .plugins._slots import PodKind, SlotBook, SlotPlan, pod_kind
 
@@ -43,6 +44,7 @@ __all__ = [
     "Policy",
     "PoolPrice",
     "Preemption",
+    "Refill",
     "ReplicaPlan",
     "ReplicaRequest",
     "Shape",
@@ -63,6 +65,7 @@ __all__ = [
     "plan_replica",
     "plan_replicas",
     "policy_names",
+    "refill_gpus",
     "register",
     "select_reclaim",
     "select_victims",
