@@ -132,7 +132,7 @@ def test_the_periodic_refill_trades_a_best_effort_810_for_two_waiting_470s() -> 
            PodRequest("be-470a", 2_000, 4_000, 1, 470), PodRequest("be-470b", 2_000, 4_000, 1, 470)]
     log: list[tuple[str, int, tuple[int, ...]]] = []
     result = replay_with_repack(nodes, seq, "ome", TargetWorkload.from_pods(seq), seed=1, every_pods=4, settings=FAST,
-                                preempt=True, reclaim_gain_milli=100, keep_placements=True, log=log)
+                                preempt=True, reclaim_gain_milli=100, refill_every=4, keep_placements=True, log=log)
     assert log == []  # neither 470 gains anything alone at arrival
     assert sorted(name for name, _, _ in result.placements) == ["be-470a", "be-470b", "ls-cpu"]
     assert result.allocated_pct_final == 94.0 and result.failed == 1
@@ -154,7 +154,7 @@ def test_reclaims_evict_only_best_effort_pods_for_a_gain_and_end_feasible(seq: l
     nodes = [Node("a", 8_000, 64_000, "T4", 2), Node("b", 12_000, 64_000, "G2", 4)]
     log: list[tuple[str, int, tuple[int, ...]]] = []
     result = replay_with_repack(nodes, seq, "ome", TargetWorkload.from_pods(seq), seed, every_pods=5, settings=FAST,
-                                preempt=True, reclaim_gain_milli=gain, keep_placements=True, log=log)
+                                preempt=True, reclaim_gain_milli=gain, refill_every=3, keep_placements=True, log=log)
     lowest = min(p.priority for p in seq)
     for kind, pod, victims in log:
         if kind == "reclaim":

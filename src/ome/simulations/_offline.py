@@ -122,6 +122,7 @@ def replay_with_repack(
     keep_placements: bool = False,
     preempt: bool = False,
     reclaim_gain_milli: int | None = None,
+    refill_every: int = 100,
     log: list[tuple[str, int, tuple[int, ...]]] | None = None,
 ) -> ReplayResult:
     """Online replay with `base_policy` plus a repack every `every_pods` arrivals.
@@ -141,11 +142,14 @@ def replay_with_repack(
     `reclaim_gain_milli` (with `preempt`): a pod that still fits nowhere may evict pods of the
     workload's best-effort class (``_preempt.reclaim_class``; never above its own priority)
     where it brings at least that much more GPU milli than they hold (``reclaim_for``); the
-    victims are offered again, else they wait. extra: reclaims, reclaim_evicted.
+    victims are offered again, else they wait. And every `refill_every` arrivals, while pods
+    wait, GPUs are refilled (``ome.solver.refill_gpus``): best-effort shares leave a GPU that
+    waiting pods fill with at least that much more; the evicted pods wait. extra: reclaims,
+    reclaim_evicted, refills, refill_evicted.
     `log`, if given, receives ("preempt" or "reclaim", pod, victims) as sequence indices.
     """
-    if every_pods < 1:
-        raise ValueError("every_pods must be >= 1")
+    if every_pods < 1 or refill_every < 1:
+        raise ValueError("every_pods and refill_every must be >= 1")
     t0 = time.perf_counter()
     cluster = ClusterArrays(nodes)
     policy = make_policy(base_policy, seed=seed, target=target)
@@ -185,7 +189,7 @@ def replay_with_repack(
                     log.append((kind, i, tuple(victims)))
                 policy.observe(cluster, pod, assignments[i].node, assignments[i].gpus)
                 waiting += [k for k in victims if not place(k)]
-        if (i + 1) % every_pods == 0 and waiting and reclaimable is not None and reclaim_gain_milli is not None:
+        if (i + 1) % refill_every == 0 and waiting and reclaimable is not None and reclaim_gain_milli is not None:
             for step in refill_gpus(cluster, assignments, {k: sequence[k] for k in waiting},
                                     lambda p: p.priority == reclaimable, reclaim_gain_milli):
                 refills += 1
@@ -273,7 +277,9 @@ def _preempt_repack_runner(
 def _reclaim_runner(
     nodes: Sequence[Node], sequence: Sequence[PodRequest], target: TargetWorkload, seed: int, seconds: float | None
 ) -> ReplayResult:
-    # ome-preempt-repack, plus reclaims of best-effort pods for pods that bring more GPU.
+    # ome-preempt-repack, plus reclaims of best-effort pods for pods that bring more GPU, and a
+    # refill every 100 arrivals (every 500, as the repacks: 3.17 / 2.42 / 1.69 at 100 / 105 / 110 %
+    # on default seed 42 against 3.11 / 2.35 / 1.65).
     return replay_with_repack(nodes, sequence, "ome", target, seed, every_pods=500, budget_moves=1000,
                               settings=SolverSettings(max_time_in_seconds=seconds or 20.0, random_seed=seed), preempt=True,
                               reclaim_gain_milli=RECLAIM_GAIN_MILLI)
