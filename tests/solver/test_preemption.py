@@ -208,7 +208,8 @@ def share(milli: int, priority: int, name: str) -> PodRequest:
     return PodRequest(name, 100, 100, 1, milli, priority=priority)
 
 
-def build_shares(nodes: list[Node], running: list[tuple[str, str, int, int, int]]) -> tuple[ClusterArrays, PlanContext, list[VictimUnit]]:
+def build_shares(nodes: list[Node],
+                 running: list[tuple[str, str, int, int, int]]) -> tuple[ClusterArrays, PlanContext, list[VictimUnit]]:
     """running: (key, node, GPU index, milli, priority), one sharing pod each."""
     cluster = ClusterArrays(nodes)
     units = []

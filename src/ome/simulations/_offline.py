@@ -16,7 +16,8 @@ L % of capacity, exactly where ``_replay.replay`` records it.
   with the optimum: a rescheduler never drops a running pod (CPU-only ones included), while
   the optimum chooses which arrived pods to serve and ignores CPU-only pods. With `preempt`
   ("ome-preempt-repack") priorities count: online preemption as in ``_preempt``, then the
-  same repacks.
+  same repacks. "ome-reclaim" adds reclaims and refills: best-effort pods also make way for
+  pods that bring at least 0.1 GPU more than they hold (``replay_with_repack``).
 """
 
 from __future__ import annotations
@@ -222,7 +223,8 @@ def replay_with_repack(
     if preempt:
         result.extra.update(preemptions=preemptions, evicted=evicted)
     if reclaimable is not None:
-        result.extra.update(reclaims=reclaims, reclaim_evicted=reclaim_evicted, refills=refills, refill_evicted=refill_evicted)
+        result.extra.update(reclaims=reclaims, reclaim_evicted=reclaim_evicted, refills=refills,
+                            refill_evicted=refill_evicted)
     return result
 
 
@@ -289,5 +291,5 @@ def _reclaim_runner(
 RUNNERS = {OPTIMUM: _optimum_runner, OME_REPACK: _repack_runner, OME_PREEMPT_REPACK: _preempt_repack_runner,
            OME_RECLAIM: _reclaim_runner}
 
-__all__ = ["OME_PREEMPT_REPACK", "OME_RECLAIM", "OME_REPACK", "RECLAIM_GAIN_MILLI", "OPTIMUM", "RUNNERS", "level_prefixes", "optimum_levels", "optimum_replay",
-           "replay_with_repack", "solve_levels"]
+__all__ = ["OME_PREEMPT_REPACK", "OME_RECLAIM", "OME_REPACK", "OPTIMUM", "RECLAIM_GAIN_MILLI", "RUNNERS", "level_prefixes",
+           "optimum_levels", "optimum_replay", "replay_with_repack", "solve_levels"]

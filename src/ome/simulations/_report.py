@@ -39,7 +39,9 @@ def summarize(results: Iterable[ReplayResult]) -> dict[str, Any]:
     out["placed_pods"] = _stats([r.placed for r in runs], 0)
     out["failed_pods"] = _stats([r.failed for r in runs], 0)
     out["allocated_gpu_pct_final"] = _stats([r.allocated_pct_final for r in runs])
-    for count in ("moves", "preemptions", "evicted", "evicted_lost", "reclaims", "reclaim_evicted", "refills", "refill_evicted"):  # the settings that disturb running pods
+    # the settings that disturb running pods
+    for count in ("moves", "preemptions", "evicted", "evicted_lost", "reclaims", "reclaim_evicted", "refills",
+                  "refill_evicted"):
         values = [r.extra[count] for r in runs if count in r.extra]
         if values:
             out[count] = _stats(values, 0)
