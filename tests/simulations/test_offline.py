@@ -13,6 +13,8 @@ from ome.simulations._replay import LEVELS, arrival_sequence, replay
 from ome.solver import ClusterArrays, TargetWorkload, make_policy
 from ome.solver.cpsat import SolverSettings, verify
 
+from ._strategies import pods_with_priorities
+
 FAST = SolverSettings(max_time_in_seconds=0.5, num_workers=1, random_seed=3)
 
 
@@ -139,16 +141,8 @@ def test_the_periodic_refill_trades_a_best_effort_810_for_two_waiting_470s() -> 
     assert (result.extra["refills"], result.extra["refill_evicted"]) == (1, 1)
 
 
-def pods_with_classes() -> st.SearchStrategy[list[PodRequest]]:
-    shape = st.tuples(st.integers(0, 2), st.sampled_from([160, 470, 810, MILLI]), st.integers(1, 6), st.integers(0, 1))
-    return st.lists(shape, min_size=2, max_size=16).map(lambda rows: [
-        PodRequest(f"p{k}", cpu * 1_000, 1_000, gpus, (milli if gpus == 1 else MILLI) if gpus else 0, priority=prio)
-        for k, (gpus, milli, cpu, prio) in enumerate(rows)
-    ])
-
-
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(pods_with_classes(), st.integers(0, 3), st.sampled_from([1, 100, 400]))
+@given(pods_with_priorities(1, min_size=2, max_size=16), st.integers(0, 3), st.sampled_from([1, 100, 400]))
 def test_reclaims_evict_only_best_effort_pods_for_a_gain_and_end_feasible(seq: list[PodRequest], seed: int,
                                                                           gain: int) -> None:
     nodes = [Node("a", 8_000, 64_000, "T4", 2), Node("b", 12_000, 64_000, "G2", 4)]

@@ -11,6 +11,8 @@ from ome.simulations._report import summarize
 from ome.simulations._replay import replay
 from ome.solver import ClusterArrays, TargetWorkload, make_policy
 
+from ._strategies import pods_with_priorities
+
 
 def test_a_production_pod_evicts_a_best_effort_share_it_cannot_fit_beside() -> None:
     nodes = [Node("n", 8_000, 32_000, "T4", 1)]
@@ -42,16 +44,8 @@ def test_equal_priority_never_preempts_and_a_victim_with_no_room_left_is_lost() 
     assert result.failed == 2  # ls3, and be (evicted, nowhere to go)
 
 
-def pods_with_priorities() -> st.SearchStrategy[list[PodRequest]]:
-    shape = st.tuples(st.integers(0, 2), st.sampled_from([160, 470, 810, MILLI]), st.integers(1, 6), st.integers(0, 2))
-    return st.lists(shape, min_size=1, max_size=14).map(lambda rows: [
-        PodRequest(f"p{k}", cpu * 1_000, 1_000, gpus, (milli if gpus == 1 else MILLI) if gpus else 0, priority=prio)
-        for k, (gpus, milli, cpu, prio) in enumerate(rows)
-    ])
-
-
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(pods_with_priorities(), st.integers(0, 3))
+@given(pods_with_priorities(2), st.integers(0, 3))
 def test_preemption_only_evicts_lower_priority_and_ends_feasible(seq: list[PodRequest], seed: int) -> None:
     nodes = [Node("a", 8_000, 64_000, "T4", 2), Node("b", 12_000, 64_000, "G2", 4)]
     log: list[tuple[int, tuple[int, ...]]] = []
