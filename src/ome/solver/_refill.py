@@ -42,6 +42,7 @@ class Refill:
 
 
 Shape = tuple[int, int, int, frozenset[str], int]  # gpu_milli, cpu, memory, models, min GPU memory
+_NOTHING = np.arange(MILLI + 1) == 0  # reachable with no item: the empty sum only
 
 
 def _shape(p: PodRequest) -> Shape:
@@ -51,8 +52,7 @@ def _shape(p: PodRequest) -> Shape:
 def _subset_sums(sizes: Sequence[int], counts: Sequence[int]) -> list[tuple[int, int, np.ndarray]]:
     """Bounded subset sum up to MILLI: items (index into sizes, copies, reachable-after) by
     binary splitting of each count; the last array says which totals are reachable."""
-    reach = np.zeros(MILLI + 1, np.bool_)
-    reach[0] = True
+    reach = _NOTHING
     items: list[tuple[int, int, np.ndarray]] = []
     for i, (size, count) in enumerate(zip(sizes, counts)):
         k = 1
@@ -71,7 +71,7 @@ def _subset_sums(sizes: Sequence[int], counts: Sequence[int]) -> list[tuple[int,
 
 def _best_fill(items: list[tuple[int, int, np.ndarray]]) -> IntArray:
     """For every room 0..MILLI, the largest reachable total not above it."""
-    reach = items[-1][2] if items else np.eye(1, MILLI + 1, 0, dtype=np.bool_)[0]
+    reach = items[-1][2] if items else _NOTHING
     idx = np.where(reach, np.arange(MILLI + 1), -1)
     return np.maximum.accumulate(idx).astype(np.int64)
 
@@ -80,7 +80,7 @@ def _pick(items: list[tuple[int, int, np.ndarray]], sizes: Sequence[int], total:
     """Which copies of which sizes reach `total` exactly (total must be reachable)."""
     out: dict[int, int] = {}
     for pos in range(len(items) - 1, -1, -1):
-        before = items[pos - 1][2] if pos else np.eye(1, MILLI + 1, 0, dtype=np.bool_)[0]
+        before = items[pos - 1][2] if pos else _NOTHING
         if before[total]:
             continue
         i, take, _ = items[pos]
@@ -130,20 +130,20 @@ def refill_gpus(cluster: ClusterArrays, running: Mapping[Hashable, Assignment],
         node_sig = np.asarray(node_sig).reshape(-1)
         room = work.gpu_free + held
         gain = np.full(room.shape, -1, np.int64)
-        tables: dict[int, tuple[list[int], list[tuple[int, int, np.ndarray]]]] = {}
+        tables: dict[int, tuple[list[int], list[tuple[int, int, np.ndarray]], IntArray]] = {}
         for sig, ok in enumerate(signatures):
             chosen = [i for i in range(len(shapes)) if ok[i]]
             items = _subset_sums([shapes[i][0] for i in chosen], [len(pool[shapes[i]]) for i in chosen])
-            tables[sig] = (chosen, items)
+            tables[sig] = (chosen, items, _best_fill(items))
             rows = np.flatnonzero(node_sig == sig)
-            gain[rows] = _best_fill(items)[room[rows]] - held[rows]
+            gain[rows] = tables[sig][2][room[rows]] - held[rows]
         gain[(work.gpu_cap == 0) | skipped] = -1
         best = int(gain.argmax())
         n, g = divmod(best, gain.shape[1])
         if gain[n, g] < min_gain_milli:
             return steps
-        chosen, items = tables[int(node_sig[n])]
-        total = int(_best_fill(items)[room[n, g]])
+        chosen, items, fill = tables[int(node_sig[n])]
+        total = int(fill[room[n, g]])
         counts = _pick(items, [shapes[i][0] for i in chosen], total)
         new = [key for i, c in counts.items() for key in pool[shapes[chosen[i]]][:c]]
         out = on_gpu.get((n, g), [])
