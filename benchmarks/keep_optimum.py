@@ -14,6 +14,11 @@ limit, on the same arrived pods:
 - keep_priority: every pod of priority above 0 the policy placed (the trace's qos: all but the
   best-effort ones), best-effort pods free (a repack that may preempt best-effort pods).
 
+`--policy` may be an online policy (ome, fgd, ...) or a rescheduling setting (ome-reclaim,
+ome-preempt, ome-repack, ...): its state where the level is reached is what is kept. keep_priority
+on ome-reclaim at 120 % asks: serving the production pods that setting serves (it never evicts
+one), how much GPU could any packing allocate?
+
 Prints JSON: per seed the policy's unallocated GPU % and each optimum's best found and proven
 bound (a bound on the unconstrained problem is also one on the kept problems; it is tighter
 only where the kept LP converged in time), then medians over seeds.
@@ -65,6 +70,8 @@ def main() -> None:
     ap.add_argument("--solve", default=",".join(KEEPS), help=f"comma-separated, of {', '.join(KEEPS)}")
     args = ap.parse_args()
     solve = args.solve.split(",")
+    if args.policy == "optimum":
+        raise SystemExit("keep_optimum: --policy optimum has no state to keep; name a policy or a rescheduling setting")
     if unknown := set(solve) - set(KEEPS):
         raise SystemExit(f"keep_optimum: --solve {', '.join(sorted(unknown))} unknown; known: {', '.join(KEEPS)}")
     trace_dir = Path(os.environ.get("OME_TRACE_DIR", "../shared/data/alibaba-gpu-2023"))

@@ -20,9 +20,9 @@ from collections import Counter, defaultdict
 from pathlib import Path
 
 from ome.domain import MILLI, Node, PodRequest
-from ome.simulations._offline import level_prefixes
-from ome.simulations._replay import ReplayResult, replay
-from ome.simulations._run import Scenario, Task, load_scenario, sequence_for
+from ome.simulations import ReplayResult, Scenario, Task
+from ome.simulations import replay_to_level as run_replay_to_level
+from ome.simulations._run import load_scenario
 from ome.solver import ClusterArrays, Policy, TargetWorkload, make_policy
 from ome.solver.plugins._hole_prices import size_prices
 from ome.solver.plugins._ome import OmePolicy
@@ -58,14 +58,14 @@ def replay_to_level(
     trace: Path, policy_name: str, seed: int, level: int
 ) -> tuple[tuple[Node, ...], list[PodRequest], ClusterArrays, ReplayResult]:
     """The replay `ome simulate` runs, stopped where `level` % is reached, keeping where each pod
-    went: the nodes, the arrived pods, the cluster then, and the result."""
+    went: the nodes, the arrived pods, the cluster then, and the result. `policy_name` may also be
+    a rescheduling setting (ome-reclaim, ome-repack, ...)."""
     task = Task(Scenario(str(trace), None), policy_name, seed)
-    nodes, sequence = sequence_for(task)
-    target = TargetWorkload.from_pods(load_scenario(task.scenario)[1])
-    cluster = ClusterArrays(nodes)
-    prefix = sequence[: level_prefixes(sequence, cluster.gpu_capacity_milli, [level])[level]]
-    result = replay(cluster, prefix, build(policy_name, target, seed), seed=seed, target=target, keep_placements=True)
-    return nodes, prefix, cluster, result
+    policy = None
+    if policy_name.startswith("ome:"):
+        policy = build(policy_name, TargetWorkload.from_pods(load_scenario(task.scenario)[1]), seed)
+    state = run_replay_to_level(task, level, policy)
+    return state.nodes, state.arrived, state.cluster, state.result
 
 
 def analyse(trace: Path, policy_name: str, seed: int, level: int, top: int) -> dict[str, object]:

@@ -8,7 +8,7 @@ from typer.testing import CliRunner
 
 from ome.cli import app
 from ome.domain import ClusterState
-from ome.simulations import Scenario, Task, arrival_sequence, load_nodes, load_pods, replay, run_task
+from ome.simulations import Scenario, Task, arrival_sequence, load_nodes, load_pods, replay, replay_to_level, run_task
 from ome.solver import ClusterArrays, TargetWorkload, make_policy
 from tests.builders import make_node, make_pod
 
@@ -140,3 +140,37 @@ def test_ome_plan_solves_one_plan_per_scenario_and_follows_it(monkeypatch: pytes
     assert with_plan.placements != without.placements
     if not plan.adopted:  # and one that is not adopted changes nothing
         assert run_task(Task(replace(scenario, as_is=True), "ome-plan", 1), plan=plan).placements == without.placements
+
+
+def _small_trace_with_priorities(tmp_path: Path) -> Scenario:
+    nodes = "sn,cpu_milli,memory_mib,gpu,model\n" + "".join(f"n{i},16000,64000,2,T4\n" for i in range(4))
+    pods = "name,cpu_milli,memory_mib,num_gpu,gpu_milli,gpu_spec,qos\n" + "".join(
+        f"{kind}{i},{cpu},1000,{gpus},{milli},,{qos}\n"
+        for i in range(4)
+        for kind, cpu, gpus, milli, qos in (("be810-", 2000, 1, 810, "BE"), ("be470-", 2000, 1, 470, "BE"),
+                                             ("ls1-", 6000, 1, 1000, "LS"), ("cpu-", 3000, 0, 0, "LS"))
+    )
+    (tmp_path / "nodes.csv").write_text(nodes)
+    (tmp_path / "pods.csv").write_text(pods)
+    return Scenario(str(tmp_path / "pods.csv"), str(tmp_path / "nodes.csv"), solver_seconds=0.5)
+
+
+@pytest.mark.parametrize("setting", ["ome", "ome-preempt", "ome-reclaim"])
+def test_replay_to_level_keeps_the_state_the_level_was_recorded_in(tmp_path: Path, setting: str) -> None:
+    """Online policies and rescheduling settings alike: the state handed back is feasible, holds
+    only arrived pods, and is the one whose unallocated GPU % the replay recorded at the level."""
+    scenario = _small_trace_with_priorities(tmp_path)
+    state = replay_to_level(Task(scenario, setting, 3), 110)
+    assert state.result.unallocated_pct[110] == pytest.approx(
+        100 - 100 * state.cluster.allocated_gpu_milli() / state.cluster.gpu_capacity_milli)
+    exact = ClusterState(state.nodes)
+    by_name = {p.name: p for p in state.arrived}
+    for pod, node, gpus in state.result.placements:  # every placed pod arrived; the state is feasible
+        exact.allocate(by_name[pod], exact.index_of(node), gpus)
+    assert exact.allocated_gpu_milli() == state.cluster.allocated_gpu_milli() > 0
+    assert len(state.result.placements) == state.result.placed
+
+
+def test_replay_to_level_refuses_the_optimum(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="no placements to keep"):
+        replay_to_level(Task(_small_trace_with_priorities(tmp_path), "optimum", 3), 100)

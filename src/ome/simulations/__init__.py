@@ -2,12 +2,13 @@
 
 from ._replay import LEVELS, ReplayResult, arrival_sequence, replay
 from ._report import report, summarize
-from ._run import Scenario, Task, run_all, run_task
+from ._run import LevelState, Scenario, Task, replay_to_level, run_all, run_task
 from ._synthetic import synthetic_nodes, synthetic_pods, synthetic_scenario
 from ._traces import Trace, load_nodes, load_pods, resolve_trace
 
 __all__ = [
     "LEVELS",
+    "LevelState",
     "ReplayResult",
     "Scenario",
     "Task",
@@ -16,6 +17,7 @@ __all__ = [
     "load_nodes",
     "load_pods",
     "replay",
+    "replay_to_level",
     "report",
     "resolve_trace",
     "run_all",

@@ -254,37 +254,45 @@ def _apply_repack(
 
 
 def _optimum_runner(
-    nodes: Sequence[Node], sequence: Sequence[PodRequest], target: TargetWorkload, seed: int, seconds: float | None
+    nodes: Sequence[Node], sequence: Sequence[PodRequest], target: TargetWorkload, seed: int, seconds: float | None,
+    keep_placements: bool = False,
 ) -> ReplayResult:
+    if keep_placements:  # one packing per level, none of them "the" state
+        raise ValueError(f"{OPTIMUM!r} solves each level on its own: it has no placements to keep")
     # 10 s per level by default keeps a 7-level x 10-seed sweep near 12 min on 2 cores.
     return optimum_replay(nodes, sequence, seed, SolverSettings(max_time_in_seconds=seconds or 10.0, random_seed=seed))
 
 
 def _repack_runner(
-    nodes: Sequence[Node], sequence: Sequence[PodRequest], target: TargetWorkload, seed: int, seconds: float | None
+    nodes: Sequence[Node], sequence: Sequence[PodRequest], target: TargetWorkload, seed: int, seconds: float | None,
+    keep_placements: bool = False,
 ) -> ReplayResult:
     # A repack every 500 arrivals, up to 1,000 moves and 20 s each by default (about 2 min per seed on 2 cores).
     return replay_with_repack(nodes, sequence, "ome", target, seed, every_pods=500, budget_moves=1000,
-                              settings=SolverSettings(max_time_in_seconds=seconds or 20.0, random_seed=seed))
+                              settings=SolverSettings(max_time_in_seconds=seconds or 20.0, random_seed=seed),
+                              keep_placements=keep_placements)
 
 
 def _preempt_repack_runner(
-    nodes: Sequence[Node], sequence: Sequence[PodRequest], target: TargetWorkload, seed: int, seconds: float | None
+    nodes: Sequence[Node], sequence: Sequence[PodRequest], target: TargetWorkload, seed: int, seconds: float | None,
+    keep_placements: bool = False,
 ) -> ReplayResult:
     # ome-repack's settings, with priorities: online preemption as in ome-preempt.
     return replay_with_repack(nodes, sequence, "ome", target, seed, every_pods=500, budget_moves=1000,
-                              settings=SolverSettings(max_time_in_seconds=seconds or 20.0, random_seed=seed), preempt=True)
+                              settings=SolverSettings(max_time_in_seconds=seconds or 20.0, random_seed=seed), preempt=True,
+                              keep_placements=keep_placements)
 
 
 def _reclaim_runner(
-    nodes: Sequence[Node], sequence: Sequence[PodRequest], target: TargetWorkload, seed: int, seconds: float | None
+    nodes: Sequence[Node], sequence: Sequence[PodRequest], target: TargetWorkload, seed: int, seconds: float | None,
+    keep_placements: bool = False,
 ) -> ReplayResult:
     # ome-preempt-repack, plus reclaims of best-effort pods for pods that bring more GPU, and a
     # refill every 100 arrivals (every 500, as the repacks: 3.17 / 2.42 / 1.69 at 100 / 105 / 110 %
     # on default seed 42 against 3.11 / 2.35 / 1.65, both with 2-s repacks).
     return replay_with_repack(nodes, sequence, "ome", target, seed, every_pods=500, budget_moves=1000,
                               settings=SolverSettings(max_time_in_seconds=seconds or 20.0, random_seed=seed), preempt=True,
-                              reclaim_gain_milli=RECLAIM_GAIN_MILLI)
+                              reclaim_gain_milli=RECLAIM_GAIN_MILLI, keep_placements=keep_placements)
 
 
 # name -> runner(nodes, sequence, target, seed); picked up by _run (the CLI's --policy).

@@ -158,9 +158,10 @@ def _could_fit(cluster: ClusterArrays, lower: dict[int, Assignment], pod: PodReq
 
 
 def _preempt_runner(
-    nodes: Sequence[Node], sequence: Sequence[PodRequest], target: TargetWorkload, seed: int, seconds: float | None
+    nodes: Sequence[Node], sequence: Sequence[PodRequest], target: TargetWorkload, seed: int, seconds: float | None,
+    keep_placements: bool = False,
 ) -> ReplayResult:
-    return replay_with_preemption(nodes, sequence, "ome", target, seed)
+    return replay_with_preemption(nodes, sequence, "ome", target, seed, keep_placements=keep_placements)
 
 
 RUNNERS = {OME_PREEMPT: _preempt_runner}

@@ -8,6 +8,7 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import Protocol
 
 from ome.domain import Node, PodRequest
 from ome.solver import ClusterArrays, OmePolicy, Policy, SlotPlan, TargetWorkload, make_policy
@@ -18,9 +19,15 @@ from ._traces import NODE_FILE, load_nodes, load_pods
 
 SYNTHETIC = "synthetic-llm"
 
-# Settings that are not an online policy: name -> runner(nodes, sequence, target, seed, seconds),
-# seconds being the CP-SAT time limit per call (None: the setting's own default).
-OfflineRunner = Callable[[Sequence[Node], Sequence[PodRequest], TargetWorkload, int, float | None], ReplayResult]
+class OfflineRunner(Protocol):
+    """A setting that is not an online policy: runner(nodes, sequence, target, seed, seconds),
+    seconds being the CP-SAT time limit per call (None: the setting's own default);
+    keep_placements: also list where every pod runs at the end (result.placements)."""
+
+    def __call__(self, nodes: Sequence[Node], sequence: Sequence[PodRequest], target: TargetWorkload, seed: int,
+                 seconds: float | None, keep_placements: bool = False) -> ReplayResult: ...
+
+
 OFFLINE_RUNNERS: dict[str, OfflineRunner] = {}
 
 
@@ -111,6 +118,41 @@ def run_task(task: Task, plan: SlotPlan | None = None) -> ReplayResult:
         shown = {f"plan_{k}": v for k, v in plan.stats.items() if k.startswith("check_") or k in ("candidates", "chosen")}
         result.extra.update(plan_adopted=float(plan.adopted), plan_planned_pct=plan.planned_pct, **shown)
     return result
+
+
+@dataclass(frozen=True, slots=True)
+class LevelState:
+    """A replay stopped where an arrived level is first reached: the nodes, the pods arrived by
+    then, the cluster as the setting left it, and the result (placements: pod, node, GPUs)."""
+
+    nodes: tuple[Node, ...]
+    arrived: list[PodRequest]
+    cluster: ClusterArrays
+    result: ReplayResult
+
+
+def replay_to_level(task: Task, level: int, policy: Policy | None = None) -> LevelState:
+    """`task` replayed as `ome simulate` replays it, on the arrivals up to `level` % only, keeping
+    where each pod runs. Online policies and the rescheduling settings alike (ome-reclaim's state at
+    120 %, say); `policy` overrides the online policy built from task.policy. Not the optimum,
+    which solves each level on its own."""
+    from ._offline import level_prefixes
+
+    nodes, sequence = sequence_for(task)
+    target = TargetWorkload.from_pods(load_scenario(task.scenario)[1])
+    cluster = ClusterArrays(nodes)
+    arrived = sequence[: level_prefixes(sequence, cluster.gpu_capacity_milli, [level])[level]]
+    offline = _offline_runners().get(task.policy) if policy is None else None
+    if offline is None:
+        policy = policy or make_policy(task.policy, seed=task.seed, target=target)
+        result = replay(cluster, arrived, policy, seed=task.seed, target=target, keep_placements=True,
+                        tie_break=task.scenario.tie_break)
+        return LevelState(nodes, arrived, cluster, result)
+    result = offline(nodes, arrived, target, task.seed, task.scenario.solver_seconds, keep_placements=True)
+    by_name = {pod.name: pod for pod in arrived}
+    for name, node, gpus in result.placements:  # rebuilt: the runners keep their own cluster
+        cluster.allocate(by_name[name], cluster.index[node], gpus)
+    return LevelState(nodes, arrived, cluster, result)
 
 
 def run_all(
