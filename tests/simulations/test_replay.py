@@ -7,7 +7,7 @@ import pytest
 from typer.testing import CliRunner
 
 from ome.cli import app
-from ome.domain import ClusterState
+from ome.domain import ClusterState, InvalidInput
 from ome.simulations import Scenario, Task, arrival_sequence, load_nodes, load_pods, replay, replay_to_level, run_task
 from ome.solver import ClusterArrays, TargetWorkload, make_policy
 from tests.builders import make_node, make_pod
@@ -155,7 +155,7 @@ def _small_trace_with_priorities(tmp_path: Path) -> Scenario:
     return Scenario(str(tmp_path / "pods.csv"), str(tmp_path / "nodes.csv"), solver_seconds=0.5)
 
 
-@pytest.mark.parametrize("setting", ["ome", "ome-preempt", "ome-reclaim"])
+@pytest.mark.parametrize("setting", ["ome", "ome-plan", "ome-preempt", "ome-reclaim"])
 def test_replay_to_level_keeps_the_state_the_level_was_recorded_in(tmp_path: Path, setting: str) -> None:
     """Online policies and rescheduling settings alike: the state handed back is feasible, holds
     only arrived pods, and is the one whose unallocated GPU % the replay recorded at the level."""
@@ -171,6 +171,9 @@ def test_replay_to_level_keeps_the_state_the_level_was_recorded_in(tmp_path: Pat
     assert len(state.result.placements) == state.result.placed
 
 
-def test_replay_to_level_refuses_the_optimum(tmp_path: Path) -> None:
+def test_replay_to_level_refuses_the_optimum_and_a_level_never_reached(tmp_path: Path) -> None:
+    scenario = _small_trace_with_priorities(tmp_path)
     with pytest.raises(ValueError, match="no placements to keep"):
-        replay_to_level(Task(_small_trace_with_priorities(tmp_path), "optimum", 3), 100)
+        replay_to_level(Task(scenario, "optimum", 3), 100)
+    with pytest.raises(InvalidInput, match=r"pods: arrivals reach 13\d % of the GPUs, never 140 %"):
+        replay_to_level(Task(scenario, "ome", 3), 140)

@@ -10,7 +10,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Protocol
 
-from ome.domain import Node, PodRequest
+from ome.domain import InvalidInput, Node, PodRequest
 from ome.solver import ClusterArrays, OmePolicy, Policy, SlotPlan, TargetWorkload, make_policy
 
 from ._replay import ReplayResult, arrival_sequence, replay
@@ -141,9 +141,15 @@ def replay_to_level(task: Task, level: int, policy: Policy | None = None) -> Lev
     nodes, sequence = sequence_for(task)
     target = TargetWorkload.from_pods(load_scenario(task.scenario)[1])
     cluster = ClusterArrays(nodes)
-    arrived = sequence[: level_prefixes(sequence, cluster.gpu_capacity_milli, [level])[level]]
+    prefix = level_prefixes(sequence, cluster.gpu_capacity_milli, [level]).get(level)
+    if prefix is None:
+        reached = 100 * sum(p.gpu_demand_milli for p in sequence) // max(cluster.gpu_capacity_milli, 1)
+        raise InvalidInput(f"{task.scenario.name}: arrivals reach {reached} % of the GPUs, never {level} %")
+    arrived = sequence[:prefix]
     offline = _offline_runners().get(task.policy) if policy is None else None
     if offline is None:
+        if policy is None and task.policy == OME_PLAN:
+            policy = OmePolicy(target, plan=plan_for(task.scenario))
         policy = policy or make_policy(task.policy, seed=task.seed, target=target)
         result = replay(cluster, arrived, policy, seed=task.seed, target=target, keep_placements=True,
                         tie_break=task.scenario.tie_break)
