@@ -100,6 +100,13 @@ def sequence_for(task: Task) -> tuple[tuple[Node, ...], list[PodRequest]]:
     return nodes, arrival_sequence(pods, capacity, task.scenario.inflation, task.seed)
 
 
+def online_policy(task: Task, target: TargetWorkload, plan: SlotPlan | None = None) -> Policy:
+    """The online policy task.policy names; ome-plan follows `plan` (solved here if None)."""
+    if task.policy == OME_PLAN:
+        return OmePolicy(target, plan=plan or plan_for(task.scenario))
+    return make_policy(task.policy, seed=task.seed, target=target)
+
+
 def run_task(task: Task, plan: SlotPlan | None = None) -> ReplayResult:
     """One replay; `plan`: ome-plan's plan when the caller computed it (else computed here)."""
     nodes, seq = sequence_for(task)
@@ -109,9 +116,7 @@ def run_task(task: Task, plan: SlotPlan | None = None) -> ReplayResult:
         return offline(nodes, seq, target, task.seed, task.scenario.solver_seconds)
     if task.policy == OME_PLAN:
         plan = plan or plan_for(task.scenario)
-        policy: Policy = OmePolicy(target, plan=plan)
-    else:
-        policy = make_policy(task.policy, seed=task.seed, target=target)
+    policy = online_policy(task, target, plan)
     result = replay(ClusterArrays(nodes), seq, policy, seed=task.seed, target=target,
                     keep_placements=task.scenario.as_is, tie_break=task.scenario.tie_break)
     if plan is not None and task.policy == OME_PLAN:
@@ -148,9 +153,7 @@ def replay_to_level(task: Task, level: int, policy: Policy | None = None) -> Lev
     arrived = sequence[:prefix]
     offline = _offline_runners().get(task.policy) if policy is None else None
     if offline is None:
-        if policy is None and task.policy == OME_PLAN:
-            policy = OmePolicy(target, plan=plan_for(task.scenario))
-        policy = policy or make_policy(task.policy, seed=task.seed, target=target)
+        policy = policy or online_policy(task, target)
         result = replay(cluster, arrived, policy, seed=task.seed, target=target, keep_placements=True,
                         tie_break=task.scenario.tie_break)
         return LevelState(nodes, arrived, cluster, result)
